@@ -1,0 +1,137 @@
+"""The ``gdasweep`` command line: ``run`` a study, print the ``theory`` of one configuration."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import numpy as np
+
+from .spec import load_study, with_execution, with_store
+from .store import StoreExistsError
+
+logger = logging.getLogger("gdasweep")
+
+
+def _add_run_parser(commands) -> None:
+    run = commands.add_parser("run", help="run a study file and write its Zarr store")
+    run.add_argument("study", help="study file (TOML)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="address of an existing Dask scheduler (default: start a local cluster)")
+    run.add_argument("--workers", type=int, help="local worker processes (overrides [execution] workers)")
+    run.add_argument("--threads-per-worker", type=int, help="threads per local worker process")
+    run.add_argument("--chunk-size", type=int, help="configurations per task and per Zarr chunk")
+    run.add_argument("--store", help="output store path (overrides [output] store)")
+    run.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+
+
+def _add_theory_parser(commands) -> None:
+    theory = commands.add_parser(
+        "theory", help="print the linearized theory for one configuration",
+        description="Print the linearized theory of GDA for one true point with weight P and "
+                    "generated points of weights P_GEN, all near the true point.",
+    )
+    theory.add_argument("--eta-d", type=float, required=True, help="discriminator learning rate (> 0)")
+    theory.add_argument("--eta-g", type=float, required=True, help="generator learning rate (> 0)")
+    theory.add_argument("--lam", type=float, required=True, help="discriminator regularization (>= 0)")
+    theory.add_argument("--sigma", type=float, required=True, help="Gaussian kernel bandwidth (> 0)")
+    theory.add_argument("--p", type=float, default=1.0, help="weight of the true point (default 1)")
+    theory.add_argument("--p-gen", type=float, nargs="+", default=[1.0],
+                        help="weights of the generated points (default: one point of weight 1)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gdasweep",
+        description="Parameter studies of gradient descent-ascent in kernel GANs: "
+                    "exact simulation beside the linearized theory.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_run_parser(commands)
+    _add_theory_parser(commands)
+    return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.INFO if verbose == 0 else logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    package_logger = logging.getLogger("gdasweep")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(level)
+
+
+def _run(args) -> int:
+    from .run import run_study
+
+    study = load_study(args.study)
+    study = with_execution(
+        study, workers=args.workers, threads_per_worker=args.threads_per_worker,
+        chunk_size=args.chunk_size, scheduler=args.scheduler,
+    )
+    if args.store is not None:
+        study = with_store(study, args.store)
+    start = time.perf_counter()
+    summary = run_study(study, progress=False if args.no_progress else None)
+    elapsed = time.perf_counter() - start
+    print(f"wrote {study.store} in {elapsed:.1f} s ({study.n_configs / elapsed:.0f} configurations/s)")
+    print(summary.format())
+    return 0
+
+
+def format_theory(out: dict, index: int = 0) -> str:
+    """Return the theory of configuration ``index`` as lines of text."""
+    from .schema import PREDICTED_PHASES
+
+    def value(name):
+        return float(out[name][index])
+
+    phase = PREDICTED_PHASES[int(out["predicted_phase"][index])]
+    if phase == "no_fixed_point":
+        return ("predicted phase:            no_fixed_point (lam = 0 with a mass mismatch: "
+                "the discriminator's curvature grows without bound)\n"
+                f"discriminator eigenvalue:   {value('discriminator_eigenvalue'):.12g}")
+    imag = value("dominant_imag")
+    dominant = f"{value('dominant_real'):.12g}" + (f" +/- {imag:.12g}i" if imag else "")
+    return "\n".join([
+        f"predicted phase:            {phase}",
+        f"rho_generator:              {value('rho_generator'):.12g}",
+        f"dominant eigenvalue:        {dominant}",
+        f"discriminator eigenvalue:   {value('discriminator_eigenvalue'):.12g}",
+        f"rho_total:                  {value('rho_total'):.12g}",
+        f"curvature fixed point c*:   {value('curvature_fixed_point'):.12g}",
+        f"continuous-time rho:        {value('rho_continuous'):.12g}",
+        f"continuous-time lam*:       {value('lam_opt_continuous'):.12g}",
+    ])
+
+
+def _theory(args) -> int:
+    from .compute import predict
+
+    out = predict([args.p], np.array(args.p_gen), args.eta_d, args.eta_g, args.lam, args.sigma)
+    print(format_theory(out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        if args.command == "run":
+            return _run(args)
+        return _theory(args)
+    except ValueError as exc:  # StudyError and invalid parameters
+        print(f"gdasweep: error: {exc}", file=sys.stderr)
+        return 2
+    except StoreExistsError as exc:
+        print(f"gdasweep: error: {exc}", file=sys.stderr)
+        return 1
+
+if __name__ == "__main__":
+    sys.exit(main())

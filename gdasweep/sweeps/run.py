@@ -1,0 +1,173 @@
+"""Run a study on Dask: one task per Zarr chunk, each writing its own block.
+
+The client plans the blocks by index arithmetic over the grid, creates the
+store, submits one task per block and counts the tasks as they finish.
+Results never travel back through the client: a task returns only a small
+table of (observed, predicted) phase counts for the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import schema
+from .compute import THEORY_OUTPUTS, nearest_true_points, predict, simulate
+from .spec import Study
+from .store import (
+    create_store,
+    get_block_count,
+    get_block_parameters,
+    get_block_slices,
+    get_chunk_shape,
+    write_block,
+)
+
+logger = logging.getLogger(__name__)
+
+_OBSERVED_CODES = np.array(sorted(schema.OBSERVED_PHASES), dtype=np.int64)
+_PREDICTED_CODES = np.array(sorted(schema.PREDICTED_PHASES), dtype=np.int64)
+
+
+@dataclass
+class Summary:
+    """Counts of configurations by observed phase (rows) and predicted phase (columns)."""
+
+    counts: np.ndarray = field(
+        default_factory=lambda: np.zeros((len(_OBSERVED_CODES), len(_PREDICTED_CODES)), dtype=np.int64)
+    )
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def observed(self) -> dict[str, int]:
+        """Return configurations per observed phase."""
+        return {schema.OBSERVED_PHASES[c]: int(n) for c, n in zip(_OBSERVED_CODES, self.counts.sum(axis=1))}
+
+    def predicted(self) -> dict[str, int]:
+        """Return configurations per predicted phase."""
+        return {schema.PREDICTED_PHASES[c]: int(n) for c, n in zip(_PREDICTED_CODES, self.counts.sum(axis=0))}
+
+    def agreement(self) -> tuple[int, int]:
+        """Return (agreeing, comparable): comparable excludes predictions without a fixed point."""
+        predicted_index = {int(c): i for i, c in enumerate(_PREDICTED_CODES)}
+        agreeing = sum(
+            int(self.counts[i, predicted_index[schema.AGREEING_PREDICTION[int(c)]]])
+            for i, c in enumerate(_OBSERVED_CODES)
+        )
+        no_fixed_point = int(self.counts[:, predicted_index[schema.phases.NO_FIXED_POINT]].sum())
+        return agreeing, self.total - no_fixed_point
+
+    def format(self) -> str:
+        """Return the summary as lines of text for a terminal."""
+        lines = [f"{self.total} configurations"]
+        lines.append("observed phase:   " + ", ".join(f"{k} {v}" for k, v in self.observed().items()))
+        lines.append("predicted phase:  " + ", ".join(f"{k} {v}" for k, v in self.predicted().items()))
+        agreeing, comparable = self.agreement()
+        share = f"{100.0 * agreeing / comparable:.1f}%" if comparable else "n/a"
+        lines.append(
+            f"agreement:        {agreeing} of {comparable} ({share}); "
+            "configurations without a fixed point are not compared"
+        )
+        return "\n".join(lines)
+
+
+def run_block(study: Study, chunks: tuple[int, ...], index: int) -> np.ndarray:
+    """Simulate and predict block ``index`` and write it to the store; return its phase counts."""
+    slices = get_block_slices(study.shape, chunks, index)
+    block_shape = tuple(s.stop - s.start for s in slices)
+    eta_d, eta_g, lam, sigma = get_block_parameters(study, slices)
+    model = study.model
+
+    outputs = simulate(model, eta_d, eta_g, lam, sigma)
+    if not model.save_positions:
+        del outputs["final_position"]
+    nearest = nearest_true_points(model.true_points, model.generated_points)
+    theory = predict(model.true_weights, model.generated_weights, eta_d, eta_g, lam, sigma, nearest)
+    outputs.update({name: theory[name] for name in THEORY_OUTPUTS})
+    write_block(study.store, slices, outputs, block_shape)
+
+    counts = np.zeros((len(_OBSERVED_CODES), len(_PREDICTED_CODES)), dtype=np.int64)
+    np.add.at(counts, (outputs["observed_phase"].astype(np.int64), outputs["predicted_phase"].astype(np.int64)), 1)
+    return counts
+
+
+def _start_cluster(study: Study):
+    from distributed import Client, LocalCluster
+
+    execution = study.execution
+    if execution.scheduler:
+        logger.info("connecting to the Dask scheduler at %s", execution.scheduler)
+        return Client(execution.scheduler), None
+    cluster = LocalCluster(
+        n_workers=execution.workers,
+        threads_per_worker=execution.threads_per_worker,
+        processes=True,
+        dashboard_address=":0",
+    )
+    logger.info(
+        "started a local Dask cluster: %d workers x %d threads, dashboard %s",
+        execution.workers, execution.threads_per_worker, cluster.dashboard_link,
+    )
+    return Client(cluster), cluster
+
+
+def run_study(study: Study, *, client=None, progress: bool | None = None) -> Summary:
+    """Run every configuration of ``study`` and write the results to its store.
+
+    Parameters
+    ----------
+    study : Study
+        A validated study (``load_study``).
+    client : distributed.Client, optional
+        Run on this client's cluster. By default a client connects to
+        ``study.execution.scheduler`` if set, else to a new local cluster of
+        worker processes that is closed at the end.
+    progress : bool, optional
+        Show a progress bar of finished blocks on standard error; by default
+        only when standard error is a terminal.
+
+    Returns
+    -------
+    Summary
+        Phase counts of all configurations.
+
+    Notes
+    -----
+    The store is created before any task starts and an existing store is
+    never overwritten. Every task writes whole Zarr chunks of its own, so the
+    results do not depend on the number of workers or on the order in which
+    tasks finish.
+    """
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    chunks = get_chunk_shape(study.shape, study.execution.chunk_size)
+    n_blocks = int(np.prod(get_block_count(study.shape, chunks)))
+    logger.info("study %s: %d configurations in %d blocks of up to %d", study.source,
+                study.n_configs, n_blocks, int(np.prod(chunks)))
+    create_store(study, chunks)
+    logger.info("created store %s", study.store)
+
+    own_cluster = None
+    if client is None:
+        client, own_cluster = _start_cluster(study)
+    summary = Summary()
+    try:
+        shared_study = client.scatter(study, broadcast=True)
+        futures = client.map(run_block, [shared_study] * n_blocks, [chunks] * n_blocks, range(n_blocks))
+        show = sys.stderr.isatty() if progress is None else progress
+        with tqdm(total=n_blocks, unit="chunk", disable=not show, file=sys.stderr) as bar:
+            for future in as_completed(futures):
+                summary.counts += future.result()
+                future.release()
+                bar.update(1)
+    finally:
+        if own_cluster is not None:
+            client.close()
+            own_cluster.close()
+    return summary
