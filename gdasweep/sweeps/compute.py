@@ -71,7 +71,7 @@ def _as_parameters(eta_d, eta_g, lam, sigma):
         bad = ~np.isfinite(arr) | ((arr < 0) if name == "lam" else (arr <= 0))
         if bad.any():
             rule = ">= 0" if name == "lam" else "> 0"
-            raise ValueError(f"invalid value {name}={arr[bad][0]!r}: must be finite and {rule}")
+            raise ValueError(f"invalid value {name}={float(arr[bad][0])!r}: must be finite and {rule}")
     return arrays
 
 
@@ -178,8 +178,10 @@ def predict(true_weights, generated_weights, eta_d, eta_g, lam, sigma, nearest=N
 
     Examples
     --------
+    No mass mismatch: a complex pair of modulus ``sqrt(1 - eta_d lam)``.
+
     >>> out = predict([1.0], [1.0], 0.1, 0.1, 1.0, 1.0)
-    >>> round(float(out["rho_generator"][0]), 6)
+    >>> round(float(out["rho_generator"][0]) ** 2, 12)
     0.9
     >>> out = predict([1.0], [0.8], 0.1, 0.1, 0.0, 1.0)
     >>> int(out["predicted_phase"][0]) == 4  # lam = 0 with a mass mismatch: no fixed point
