@@ -1,9 +1,11 @@
 """Numba compile options, read once from ``GDASWEEP_*`` environment variables.
 
 ``GDASWEEP_NUMBA_CACHE`` (default ``1``) stores compiled kernels in
-``__pycache__`` beside the sources, so that every Dask worker process after
-the first loads them instead of compiling again; set it to ``0`` where the
-package directory is read-only or shared between incompatible CPUs.
+``__pycache__`` beside the sources. Every Dask worker process after the first
+then loads them instead of compiling again. Set it to ``0`` where the package
+directory is read-only or shared between incompatible CPUs. Numba checks a
+cached kernel against its own source file only, so after editing a kernel
+that another file's kernel calls, delete the ``*.nbi``/``*.nbc`` files.
 ``GDASWEEP_FASTMATH`` (default ``0``) lets LLVM reorder floating-point
 operations; results then depend on the CPU and no longer reproduce bit for
 bit, so enabling it emits a ``UserWarning``.

@@ -103,8 +103,8 @@ def run_gda(
     ``history`` (T + 1, N_g, d) receives every generated position, ``errors``
     (T + 1,) the generator error ``e_k`` and ``flips`` (T + 1,) the running
     count of steps whose displacement reverses. History terms whose weight
-    ``|a^m|`` is below ``history_tolerance`` are dropped; with a tolerance of 0
-    only terms whose weight underflowed to exactly 0 are skipped, which
+    ``|a^m|`` is below ``history_tolerance`` are dropped. With a tolerance of
+    0 only terms whose weight underflowed to exactly 0 are skipped, which
     changes nothing. After a blow-up at step ``k`` the entries past ``k``
     are NaN.
     """
@@ -146,46 +146,47 @@ def run_gda(
     return -1
 
 
-def _simulate_batch(
-    true_points, true_weights, generated_points, generated_weights, nearest,
+@njit(**_JIT)
+def simulate_config(
+    c, true_points, true_weights, generated_points, generated_weights, nearest,
     eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
     trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
 ):
+    """Run configuration ``c`` of a batch and fill entry ``c`` of every output."""
     n_generated, dim = generated_points.shape
-    for c in prange(eta_d.shape[0]):
-        history = np.empty((steps + 1, n_generated, dim))
-        errors = np.empty(steps + 1)
-        flips = np.empty(steps + 1, dtype=np.int32)
-        gradient = np.empty((n_generated, dim))
-        history[0] = generated_points
+    history = np.empty((steps + 1, n_generated, dim))
+    errors = np.empty(steps + 1)
+    flips = np.empty(steps + 1, dtype=np.int32)
+    gradient = np.empty((n_generated, dim))
+    history[0] = generated_points
 
-        blowup = run_gda(
-            true_points, true_weights, generated_weights, eta_d[c], eta_g[c], lam[c], sigma[c],
-            history_tolerance, divergence_factor, nearest, history, errors, flips, gradient,
-        )
+    blowup = run_gda(
+        true_points, true_weights, generated_weights, eta_d[c], eta_g[c], lam[c], sigma[c],
+        history_tolerance, divergence_factor, nearest, history, errors, flips, gradient,
+    )
 
-        for r in range(record_steps.shape[0]):
-            trajectory[c, r] = errors[record_steps[r]]
-        blowup_step[c] = blowup
-        sign_changes[c] = flips[steps] if blowup < 0 else flips[blowup]
-        if blowup < 0:
-            final_error[c] = errors[steps]
-            final_positions[c] = history[steps]
-        else:
-            final_error[c] = np.nan
-            final_positions[c] = np.nan
+    for r in range(record_steps.shape[0]):
+        trajectory[c, r] = errors[record_steps[r]]
+    blowup_step[c] = blowup
+    sign_changes[c] = flips[steps] if blowup < 0 else flips[blowup]
+    if blowup < 0:
+        final_error[c] = errors[steps]
+        final_positions[c] = history[steps]
+    else:
+        final_error[c] = np.nan
+        final_positions[c] = np.nan
 
-        start = transient_end(1.0 - eta_d[c] * lam[c])
-        stop = steps if blowup < 0 else blowup - 1
-        projection = np.zeros(steps + 1)
-        if 0 <= start <= stop:
-            norm = displacement_overlap(history[start], history[start], generated_weights, true_points, nearest)
-            for k in range(start, stop + 1):
-                projection[k] = displacement_overlap(
-                    history[k], history[start], generated_weights, true_points, nearest
-                ) / norm
-        decay_rate[c] = fit_decay_rate(errors, projection, start, stop)
-        phase[c] = classify_run(errors, flips, start, stop, blowup, decay_rate[c], sigma[c])
+    start = transient_end(1.0 - eta_d[c] * lam[c])
+    stop = steps if blowup < 0 else blowup - 1
+    projection = np.zeros(steps + 1)
+    if 0 <= start <= stop:
+        norm = displacement_overlap(history[start], history[start], generated_weights, true_points, nearest)
+        for k in range(start, stop + 1):
+            projection[k] = displacement_overlap(
+                history[k], history[start], generated_weights, true_points, nearest
+            ) / norm
+    decay_rate[c] = fit_decay_rate(errors, projection, start, stop)
+    phase[c] = classify_run(errors, flips, start, stop, blowup, decay_rate[c], sigma[c])
 
 
 _BATCH_SIGNATURE = void(
@@ -195,12 +196,43 @@ _BATCH_SIGNATURE = void(
     int32[::1], float64[:, :, ::1],
 )
 
-# Two compiled drivers of the same loop. Only one parallel layer is active at a
-# time: a Dask worker calls the serial driver from each of its threads (the
-# kernel releases the GIL), while single-process use takes the prange driver,
-# whose thread count is numba.set_num_threads.
-simulate_batch_serial = njit(_BATCH_SIGNATURE, **_JIT)(_simulate_batch)
-simulate_batch_parallel = njit(_BATCH_SIGNATURE, parallel=True, **_JIT)(_simulate_batch)
+# Two compiled drivers of the same loop, kept as two Python functions because
+# Numba's disk cache keys entries by function and signature, not by the
+# ``parallel`` flag. Only one parallel layer is active at a time: a Dask worker
+# calls the serial driver from each of its threads (the kernel releases the
+# GIL), while single-process use takes the prange driver, whose thread count
+# is numba.set_num_threads.
+
+
+@njit(_BATCH_SIGNATURE, **_JIT)
+def simulate_batch_serial(
+    true_points, true_weights, generated_points, generated_weights, nearest,
+    eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
+    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+):
+    """Run every configuration of the batch, one after another."""
+    for c in range(eta_d.shape[0]):
+        simulate_config(
+            c, true_points, true_weights, generated_points, generated_weights, nearest,
+            eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
+            trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+        )
+
+
+@njit(_BATCH_SIGNATURE, parallel=True, **_JIT)
+def simulate_batch_parallel(
+    true_points, true_weights, generated_points, generated_weights, nearest,
+    eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
+    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+):
+    """Run the configurations of the batch on Numba's threads."""
+    for c in prange(eta_d.shape[0]):
+        simulate_config(
+            c, true_points, true_weights, generated_points, generated_weights, nearest,
+            eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
+            trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+        )
+
 
 __all__ = [
     "generator_error",

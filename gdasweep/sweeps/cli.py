@@ -57,7 +57,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.INFO if verbose == 0 else logging.DEBUG)
+    if quiet:
+        level = logging.WARNING
+    elif verbose == 0:
+        level = logging.INFO
+    else:
+        level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     package_logger = logging.getLogger("gdasweep")

@@ -3,8 +3,8 @@
 The client writes the metadata, the coordinates and the model description;
 each task then writes its own block of every result variable with Zarr
 directly. Blocks are exactly the Zarr chunks, so no two tasks ever write the
-same chunk and no lock is needed (safe on a local disk or a shared
-filesystem; a store that several clients fill at once is not supported).
+same chunk and no lock is needed, on a local disk or a shared filesystem.
+A store that several clients fill at once is not supported.
 """
 
 from __future__ import annotations
