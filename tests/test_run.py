@@ -125,3 +125,13 @@ def test_configs_run_shrunken(tmp_path, dask_client):
         ds = xr.open_zarr(small.store)
         assert (ds.observed_phase.values != schema.NOT_COMPUTED).all(), path.name
         assert (ds.predicted_phase.values != schema.NOT_COMPUTED).all(), path.name
+
+
+def test_run_on_existing_scheduler(tmp_path, dask_client):
+    address = dask_client.scheduler.address
+    study = with_store(with_execution(load_study(CONFIGS / "two_point.toml"), scheduler=address), tmp_path / "s.zarr")
+    summary = run_study(study, progress=False)
+    assert summary.total == study.n_configs
+    assert len(dask_client.scheduler_info()["workers"]) == 2
+    ds = xr.open_zarr(study.store)
+    assert (ds.observed_phase.values != schema.NOT_COMPUTED).all()

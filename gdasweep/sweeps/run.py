@@ -153,8 +153,9 @@ def run_study(study: Study, *, client=None, progress: bool | None = None) -> Sum
     create_store(study, chunks)
     logger.info("created store %s", study.store)
 
+    own_client = client is None
     own_cluster = None
-    if client is None:
+    if own_client:
         client, own_cluster = _start_cluster(study)
     summary = Summary()
     try:
@@ -167,7 +168,8 @@ def run_study(study: Study, *, client=None, progress: bool | None = None) -> Sum
                 future.release()
                 bar.update(1)
     finally:
-        if own_cluster is not None:
+        if own_client:
             client.close()
+        if own_cluster is not None:
             own_cluster.close()
     return summary
