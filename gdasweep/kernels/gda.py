@@ -61,32 +61,30 @@ def displacement_overlap(current, previous, weights, true_points, nearest):
     return total
 
 
-@njit(float64(float64[::1], float64[::1], int64, float64[::1], int64, float64), inline="always", **_JIT)
-def _weighted_displacement_sum(values, decay, decay_offset, trace, lo, x):
-    """Return ``sum_i values[i] decay[decay_offset + i] (x - trace[lo + i])``.
+@njit(float64(float64[::1], float64[::1], float64), inline="always", **_JIT)
+def _weighted_displacement_sum(weights, points, x):
+    """Return ``sum_i weights[i] (x - points[i])``.
 
     Eight running sums in a fixed order let LLVM vectorize the reduction
     without reassociating floating-point additions, so the result does not
     depend on the CPU's vector width.
     """
-    n = values.shape[0]
+    n = weights.shape[0]
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     i = 0
     while i + 8 <= n:
-        d = decay_offset + i
-        t = lo + i
-        s0 += values[i] * decay[d] * (x - trace[t])
-        s1 += values[i + 1] * decay[d + 1] * (x - trace[t + 1])
-        s2 += values[i + 2] * decay[d + 2] * (x - trace[t + 2])
-        s3 += values[i + 3] * decay[d + 3] * (x - trace[t + 3])
-        s4 += values[i + 4] * decay[d + 4] * (x - trace[t + 4])
-        s5 += values[i + 5] * decay[d + 5] * (x - trace[t + 5])
-        s6 += values[i + 6] * decay[d + 6] * (x - trace[t + 6])
-        s7 += values[i + 7] * decay[d + 7] * (x - trace[t + 7])
+        s0 += weights[i] * (x - points[i])
+        s1 += weights[i + 1] * (x - points[i + 1])
+        s2 += weights[i + 2] * (x - points[i + 2])
+        s3 += weights[i + 3] * (x - points[i + 3])
+        s4 += weights[i + 4] * (x - points[i + 4])
+        s5 += weights[i + 5] * (x - points[i + 5])
+        s6 += weights[i + 6] * (x - points[i + 6])
+        s7 += weights[i + 7] * (x - points[i + 7])
         i += 8
     tail = 0.0
     while i < n:
-        tail += values[i] * decay[decay_offset + i] * (x - trace[lo + i])
+        tail += weights[i] * (x - points[i])
         i += 1
     return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + tail
 
@@ -106,8 +104,9 @@ def add_history_sum(current, trace, k, lo, decay, weights, sigma, eta_d, gradien
     holds the history with the step axis last, so that every inner loop runs
     over contiguous memory, and ``decay[T - m] = a^m``. ``squared``,
     ``values`` and ``scratch`` are work arrays of length at least T + 1.
-    The kernel values come from ``exp_array``, whose loop LLVM vectorizes;
-    with ``math.exp`` this sum took twice as long (see ``benchmarks/``).
+    The kernel values come from ``exp_array``, whose loop LLVM vectorizes.
+    Every inner loop indexes a slice from 0: with ``row[lo + i]`` Numba's
+    negative-index handling kept LLVM from vectorizing, 5 times slower.
     """
     n_generated, dim, length = trace.shape
     steps = length - 1
@@ -116,23 +115,26 @@ def add_history_sum(current, trace, k, lo, decay, weights, sigma, eta_d, gradien
     scale = eta_d / (sigma * sigma)
     exponent = squared[:n]
     kernel = values[:n]
-    decay_offset = steps - k + lo
+    work = scratch[:n]
+    powers = decay[steps - k + lo:steps + 1]
     for j in range(n_generated):
         for l in range(n_generated):
             x = current[j, 0]
-            row = trace[l, 0]
+            row = trace[l, 0, lo:k + 1]
             for i in range(n):
-                diff = x - row[lo + i]
+                diff = x - row[i]
                 exponent[i] = half_inv_var * (diff * diff)
             for axis in range(1, dim):
                 x = current[j, axis]
-                row = trace[l, axis]
+                row = trace[l, axis, lo:k + 1]
                 for i in range(n):
-                    diff = x - row[lo + i]
+                    diff = x - row[i]
                     exponent[i] += half_inv_var * (diff * diff)
-            exp_array(exponent, kernel, scratch[:n])
+            exp_array(exponent, kernel, work)
+            for i in range(n):
+                kernel[i] *= powers[i]
             for axis in range(dim):
-                total = _weighted_displacement_sum(kernel, decay, decay_offset, trace[l, axis], lo, current[j, axis])
+                total = _weighted_displacement_sum(kernel, trace[l, axis, lo:k + 1], current[j, axis])
                 gradient[j, axis] += scale * weights[l] * total
 
 
