@@ -12,7 +12,8 @@ from gdasweep.sweeps import schema
 from gdasweep.sweeps.compute import predict, simulate
 from gdasweep.sweeps.run import run_study
 from gdasweep.sweeps.spec import load_study, with_execution, with_store
-from gdasweep.sweeps.store import StoreExistsError, get_chunk_shape
+from gdasweep.sweeps.grid import get_chunk_shape
+from gdasweep.sweeps.store import StoreExistsError
 
 
 @pytest.fixture(scope="module")

@@ -142,7 +142,7 @@ def test_minimal_study_defaults(tmp_path):
     np.testing.assert_array_equal(study.model.true_weights, [1.0])
     np.testing.assert_array_equal(study.model.generated_weights, [1.0, 1.0])
     assert study.model.true_weights.dtype == np.float64
-    assert study.execution == Execution(workers=2, threads_per_worker=1, chunk_size=4096, scheduler=None)
+    assert study.execution == Execution(workers=2, threads_per_worker=1, chunk_size="auto", scheduler=None)
 
 
 def test_grid_expansion(tmp_path):
@@ -519,8 +519,10 @@ def test_with_execution_sets_scheduler():
         pytest.param({"workers": 0}, "execution.workers", "invalid value 0", id="workers-zero"),
         pytest.param({"threads_per_worker": -1}, "execution.threads_per_worker", "invalid value -1",
                      id="threads-negative"),
-        pytest.param({"chunk_size": 2.5}, "execution.chunk_size", "2.5: must be an integer",
+        pytest.param({"chunk_size": 2.5}, "execution.chunk_size", '2.5: must be "auto" or an integer',
                      id="chunk-size-float"),
+        pytest.param({"chunk_size": "big"}, "execution.chunk_size", '"big": must be "auto" or an integer',
+                     id="chunk-size-word"),
         pytest.param({"workers": True}, "execution.workers", "true", id="workers-bool"),
         pytest.param({"workers": "4"}, "execution.workers", '"4"', id="workers-string"),
         pytest.param({"scheduler": ""}, "execution.scheduler", 'invalid value ""', id="scheduler-empty"),

@@ -15,6 +15,15 @@ from .store import StoreExistsError
 logger = logging.getLogger("gdasweep")
 
 
+def _chunk_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'invalid chunk size {text!r}: expected "auto" or an integer') from None
+
+
 def _add_run_parser(commands) -> None:
     run = commands.add_parser("run", help="run a study file and write its Zarr store")
     run.add_argument("study", help="study file (TOML)")
@@ -22,7 +31,8 @@ def _add_run_parser(commands) -> None:
                      help="address of an existing Dask scheduler (default: start a local cluster)")
     run.add_argument("--workers", type=int, help="local worker processes (overrides [execution] workers)")
     run.add_argument("--threads-per-worker", type=int, help="threads per local worker process")
-    run.add_argument("--chunk-size", type=int, help="configurations per task and per Zarr chunk")
+    run.add_argument("--chunk-size", type=_chunk_size,
+                     help='configurations per task and per Zarr chunk, or "auto" (aim at a few seconds per task)')
     run.add_argument("--store", help="output store path (overrides [output] store)")
     run.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
 
@@ -84,6 +94,7 @@ def _run(args) -> int:
     summary = run_study(study, progress=False if args.no_progress else None)
     elapsed = time.perf_counter() - start
     print(f"wrote {study.store} in {elapsed:.1f} s ({study.n_configs / elapsed:.0f} configurations/s)")
+    print(f"{summary.tasks} tasks, kernel time summed over tasks {summary.kernel_seconds:.1f} s")
     print(summary.format())
     return 0
 

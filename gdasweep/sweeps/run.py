@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,14 +18,8 @@ import numpy as np
 from . import schema
 from .compute import THEORY_OUTPUTS, nearest_true_points, predict, simulate
 from .spec import Study
-from .store import (
-    create_store,
-    get_block_count,
-    get_block_parameters,
-    get_block_slices,
-    get_chunk_shape,
-    write_block,
-)
+from .grid import get_block_count, get_block_parameters, get_block_slices, get_chunk_shape, resolve_chunk_size
+from .store import create_store, write_block
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +29,17 @@ _PREDICTED_CODES = np.array(sorted(schema.PREDICTED_PHASES), dtype=np.int64)
 
 @dataclass
 class Summary:
-    """Counts of configurations by observed phase (rows) and predicted phase (columns)."""
+    """Counts of configurations by observed phase (rows) and predicted phase (columns).
+
+    ``kernel_seconds`` is the compiled simulation and theory time summed over
+    all tasks, and ``tasks`` the number of tasks.
+    """
 
     counts: np.ndarray = field(
         default_factory=lambda: np.zeros((len(_OBSERVED_CODES), len(_PREDICTED_CODES)), dtype=np.int64)
     )
+    kernel_seconds: float = 0.0
+    tasks: int = 0
 
     @property
     def total(self) -> int:
@@ -76,24 +77,31 @@ class Summary:
         return "\n".join(lines)
 
 
-def run_block(study: Study, chunks: tuple[int, ...], index: int) -> np.ndarray:
-    """Simulate and predict block ``index`` and write it to the store; return its phase counts."""
+def run_block(study: Study, chunks: tuple[int, ...], index: int) -> tuple[np.ndarray, float]:
+    """Simulate and predict block ``index`` and write it to the store.
+
+    Returns the block's phase counts and the seconds spent in the compiled
+    simulation and theory.
+    """
     slices = get_block_slices(study.shape, chunks, index)
     block_shape = tuple(s.stop - s.start for s in slices)
     eta_d, eta_g, lam, sigma = get_block_parameters(study, slices)
     model = study.model
+    nearest = nearest_true_points(model.true_points, model.generated_points)
 
+    start = time.perf_counter()
     outputs = simulate(model, eta_d, eta_g, lam, sigma)
+    theory = predict(model.true_weights, model.generated_weights, eta_d, eta_g, lam, sigma, nearest)
+    kernel_seconds = time.perf_counter() - start
+
     if not model.save_positions:
         del outputs["final_position"]
-    nearest = nearest_true_points(model.true_points, model.generated_points)
-    theory = predict(model.true_weights, model.generated_weights, eta_d, eta_g, lam, sigma, nearest)
     outputs.update({name: theory[name] for name in THEORY_OUTPUTS})
     write_block(study.store, slices, outputs, block_shape)
 
     counts = np.zeros((len(_OBSERVED_CODES), len(_PREDICTED_CODES)), dtype=np.int64)
     np.add.at(counts, (outputs["observed_phase"].astype(np.int64), outputs["predicted_phase"].astype(np.int64)), 1)
-    return counts
+    return counts, kernel_seconds
 
 
 def _start_cluster(study: Study):
@@ -146,7 +154,7 @@ def run_study(study: Study, *, client=None, progress: bool | None = None) -> Sum
     from distributed import as_completed
     from tqdm import tqdm
 
-    chunks = get_chunk_shape(study.shape, study.execution.chunk_size)
+    chunks = get_chunk_shape(study.shape, resolve_chunk_size(study))
     n_blocks = int(np.prod(get_block_count(study.shape, chunks)))
     logger.info("study %s: %d configurations in %d blocks of up to %d", study.source,
                 study.n_configs, n_blocks, int(np.prod(chunks)))
@@ -164,7 +172,10 @@ def run_study(study: Study, *, client=None, progress: bool | None = None) -> Sum
         show = sys.stderr.isatty() if progress is None else progress
         with tqdm(total=n_blocks, unit="chunk", disable=not show, file=sys.stderr) as bar:
             for future in as_completed(futures):
-                summary.counts += future.result()
+                counts, kernel_seconds = future.result()
+                summary.counts += counts
+                summary.kernel_seconds += kernel_seconds
+                summary.tasks += 1
                 future.release()
                 bar.update(1)
     finally:

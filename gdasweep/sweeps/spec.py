@@ -26,6 +26,9 @@ import numpy as np
 
 GRID_AXES = ("eta_d", "eta_g", "lam", "sigma")
 
+#: ``chunk_size`` value that sizes chunks from the estimated cost of a configuration.
+AUTO = "auto"
+
 # Axes whose values must be > 0. The remaining axis, lam, must be >= 0.
 _POSITIVE_AXES = ("eta_d", "eta_g", "sigma")
 
@@ -114,7 +117,7 @@ class Execution:
 
     workers: int = 2
     threads_per_worker: int = 1
-    chunk_size: int = 4096
+    chunk_size: int | str = AUTO
     scheduler: str | None = None
 
 
@@ -312,6 +315,9 @@ def _check_execution(table: dict) -> Execution:
     settings = {}
     for name in ("workers", "threads_per_worker", "chunk_size"):
         value = table.get(name, defaults[name])
+        if name == "chunk_size":
+            settings[name] = _check_chunk_size(value)
+            continue
         settings[name] = _check_integer(value, f"execution.{name}", minimum=1)
 
     scheduler = table.get("scheduler", defaults["scheduler"])
@@ -397,6 +403,14 @@ def _check_integer(
         raise _invalid(key, value, rule, index)
     if not minimum <= value <= maximum:
         raise _invalid(key, value, rule, index)
+    return value
+
+
+def _check_chunk_size(value: object) -> int | str:
+    if value == AUTO:
+        return AUTO
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_INTEGER:
+        raise _invalid("execution.chunk_size", value, f'must be "{AUTO}" or an integer >= 1')
     return value
 
 

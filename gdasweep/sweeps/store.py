@@ -10,7 +10,6 @@ A store that several clients fill at once is not supported.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import platform
 import warnings
@@ -26,47 +25,6 @@ logger = logging.getLogger(__name__)
 
 class StoreExistsError(FileExistsError):
     """The output store already exists and would be overwritten."""
-
-
-def get_chunk_shape(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
-    """Return a chunk shape over the grid with at most ``chunk_size`` configurations.
-
-    Chunks fill the last axes first, so a chunk is a contiguous run of
-    configurations whenever it spans whole trailing axes.
-
-    Examples
-    --------
-    >>> get_chunk_shape((3, 2, 200, 200), 4096)
-    (1, 1, 20, 200)
-    >>> get_chunk_shape((3, 2, 3, 3), 10)
-    (1, 1, 3, 3)
-    """
-    chunks = []
-    remaining = max(1, chunk_size)
-    for length in reversed(shape):
-        size = max(1, min(length, remaining))
-        chunks.append(size)
-        remaining //= size
-    return tuple(reversed(chunks))
-
-
-def get_block_count(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
-    """Return the number of chunks along each grid axis."""
-    return tuple(math.ceil(n / c) for n, c in zip(shape, chunks))
-
-
-def get_block_slices(shape, chunks, index: int) -> tuple[slice, ...]:
-    """Return the grid slices of block ``index`` (C order over the chunk grid)."""
-    position = np.unravel_index(index, get_block_count(shape, chunks))
-    return tuple(
-        slice(int(p) * c, min((int(p) + 1) * c, n)) for p, c, n in zip(position, chunks, shape)
-    )
-
-
-def get_block_parameters(study: Study, slices) -> list[np.ndarray]:
-    """Return flat ``eta_d, eta_g, lam, sigma`` arrays of a block, in C order."""
-    axes = [study.grid[name][sl] for name, sl in zip(schema.GRID_DIMS, slices)]
-    return [np.ascontiguousarray(m.ravel()) for m in np.meshgrid(*axes, indexing="ij")]
 
 
 def _versions() -> dict[str, str]:
@@ -153,8 +111,8 @@ def create_store(study: Study, chunks: tuple[int, ...]) -> Path:
     path = Path(study.store)
     if path.exists() or path.is_symlink():
         raise StoreExistsError(
-            f"output store {str(path)!r} already exists; choose another [output] store "
-            "in the study file or remove the existing one"
+            f"output store {str(path)!r} already exists: remove it, or choose another path "
+            "with --store or the study file's [output] store"
         )
     dataset, encoding = _build_template(study, chunks)
     logger.debug("creating store %s with chunks %s", path, chunks)
