@@ -18,11 +18,11 @@ from .spec import AUTO, Model, Study
 logger = logging.getLogger(__name__)
 
 #: Wall time a task should take when the chunk size is chosen automatically.
-TARGET_TASK_SECONDS = 3.0
+TARGET_TASK_SECONDS = 2.0
 #: Largest automatic chunk, which bounds a task's memory.
 MAX_AUTO_CHUNK = 65536
 #: Each Dask thread should get at least this many tasks, so they finish together.
-TASKS_PER_THREAD = 2
+TASKS_PER_THREAD = 4
 # Estimated cost of one kernel evaluation in the history sum, in seconds:
 # SECONDS_PER_PAIR + SECONDS_PER_PAIR_AXIS * d, fitted to the two-point study
 # (d = 1: 2.9 ns) and the ring study (d = 10: 6.5 ns) on a 2-core AMD EPYC.

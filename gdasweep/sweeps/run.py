@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,7 @@ from . import schema
 from .compute import THEORY_OUTPUTS, nearest_true_points, predict, simulate
 from .spec import Study
 from .grid import get_block_count, get_block_parameters, get_block_slices, get_chunk_shape, resolve_chunk_size
-from .store import create_store, write_block
+from .store import check_store_absent, create_store, write_block
 
 logger = logging.getLogger(__name__)
 
@@ -116,12 +117,26 @@ def _start_cluster(study: Study):
         threads_per_worker=execution.threads_per_worker,
         processes=True,
         dashboard_address=":0",
+        # Workers import the kernels while they start, not in their first task.
+        preload=["gdasweep.sweeps.compute"],
     )
     logger.info(
         "started a local Dask cluster: %d workers x %d threads, dashboard %s",
         execution.workers, execution.threads_per_worker, cluster.dashboard_link,
     )
     return Client(cluster), cluster
+
+
+def _close_on_error(creation, client, cluster) -> None:
+    """Wait for the store creation; close what was started if it failed."""
+    try:
+        creation.result()
+    except BaseException:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        raise
 
 
 def run_study(study: Study, *, client=None, progress: bool | None = None) -> Summary:
@@ -158,13 +173,22 @@ def run_study(study: Study, *, client=None, progress: bool | None = None) -> Sum
     n_blocks = int(np.prod(get_block_count(study.shape, chunks)))
     logger.info("study %s: %d configurations in %d blocks of up to %d", study.source,
                 study.n_configs, n_blocks, int(np.prod(chunks)))
-    create_store(study, chunks)
-    logger.info("created store %s", study.store)
+    check_store_absent(study.store)
 
     own_client = client is None
     own_cluster = None
     if own_client:
-        client, own_cluster = _start_cluster(study)
+        # The store is created while the cluster starts; both take about a second.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            creation = pool.submit(create_store, study, chunks)
+            try:
+                client, own_cluster = _start_cluster(study)
+            finally:
+                _close_on_error(creation, client, own_cluster)
+    else:
+        create_store(study, chunks)
+    logger.info("created store %s", study.store)
+
     summary = Summary()
     try:
         shared_study = client.scatter(study, broadcast=True)

@@ -100,6 +100,16 @@ def _build_template(study: Study, chunks: tuple[int, ...]):
     return xr.Dataset(data_vars, coords=coords, attrs=attrs), encoding
 
 
+def check_store_absent(path: str | os.PathLike) -> None:
+    """Raise ``StoreExistsError`` if anything exists at ``path``."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise StoreExistsError(
+            f"output store {str(path)!r} already exists: remove it, or choose another path "
+            "with --store or the study file's [output] store"
+        )
+
+
 def create_store(study: Study, chunks: tuple[int, ...]) -> Path:
     """Create the study's store with every result variable still unwritten.
 
@@ -109,11 +119,7 @@ def create_store(study: Study, chunks: tuple[int, ...]) -> Path:
         If anything exists at the store path; it is left untouched.
     """
     path = Path(study.store)
-    if path.exists() or path.is_symlink():
-        raise StoreExistsError(
-            f"output store {str(path)!r} already exists: remove it, or choose another path "
-            "with --store or the study file's [output] store"
-        )
+    check_store_absent(path)
     dataset, encoding = _build_template(study, chunks)
     logger.debug("creating store %s with chunks %s", path, chunks)
     with warnings.catch_warnings():
