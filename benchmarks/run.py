@@ -42,12 +42,20 @@ from gdasweep.sweeps.spec import load_study  # noqa: E402
 
 MEMORY_DRIVER = """
 import resource, sys
-from gdasweep.sweeps.cli import main
-status = main(sys.argv[1:])
-own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(f"peak-rss-kib {own} {children}")
-sys.exit(status)
+from distributed import Client, LocalCluster
+from gdasweep.sweeps.run import run_study
+from gdasweep.sweeps.spec import load_study, with_store
+
+def peak_kib():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+study = with_store(load_study(sys.argv[1]), sys.argv[2])
+with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+    with Client(cluster) as client:
+        run_study(study, client=client, progress=False)
+        workers = client.run(peak_kib)
+print(f"peak-rss-kib {peak_kib()} {max(workers.values())}")
 """
 
 
@@ -169,14 +177,18 @@ def compare_kernels(config: str, numpy_configs: int, rows: list[list[str]], note
     notes.append(note)
 
 
-def run_cli(args: list[str], cwd: Path) -> tuple[float, str]:
+def run_command(command: list[str], cwd: Path) -> tuple[float, str]:
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", MEMORY_DRIVER, "-q", "run", *args, "--no-progress"],
-                            cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
-        raise RuntimeError(f"gdasweep run {' '.join(args)} failed with status {result.returncode}:\n{result.stderr}")
+        raise RuntimeError(f"{' '.join(command)} failed with status {result.returncode}:\n{result.stderr}")
     return elapsed, result.stdout
+
+
+def run_cli(args: list[str], cwd: Path) -> tuple[float, str]:
+    """Run ``gdasweep run`` in a new process; return its wall time and output."""
+    return run_command([sys.executable, "-m", "gdasweep.sweeps.cli", "-q", "run", *args, "--no-progress"], cwd)
 
 
 def kernel_seconds(output: str) -> float:
@@ -214,17 +226,16 @@ def compare_workers(work: Path, quick: bool, rows: list[list[str]]) -> None:
     if quick:
         study = work / "phase_small.toml"
         write_study(study, lam_count=60, sigma_count=60, steps=1000, store="unused.zarr")
-        label = "phase diagram 60 x 60"
+        label, configs = "phase diagram 60 x 60", 3600
     else:
         study = ROOT / "configs" / "phase_diagram.toml"
-        label = "configs/phase_diagram.toml"
+        label, configs = "configs/phase_diagram.toml", load_study(study).n_configs
     one, out_one = run_cli([str(study), "--workers", "1", "--store", "pd1.zarr"], work)
     two, out_two = run_cli([str(study), "--workers", "2", "--store", "pd2.zarr"], work)
     rows.append([f"{label}, 2 workers against 1", f"{two:.1f} s against {one:.1f} s", f"{one / two:.2f}x", ""])
     ideal = kernel_seconds(out_two) / 2
     rows.append([f"{label}, gdasweep run against kernel time / workers", f"{two:.1f} s against {ideal:.1f} s",
                  f"{two / ideal - 1:+.1%} overhead", ""])
-    configs = 3600 if quick else 40000
     rows.append([f"{label}, store size", f"{store_bytes(work / 'pd2.zarr') / configs:.0f} bytes/config", "", ""])
 
 
@@ -261,7 +272,7 @@ def measure_memory(work: Path, quick: bool, rows: list[list[str]]) -> None:
     for lam_count, sigma_count in sizes:
         study = work / f"memory_{lam_count}.toml"
         write_study(study, lam_count=lam_count, sigma_count=sigma_count, steps=30, store="unused.zarr")
-        _, output = run_cli([str(study), "--store", f"memory_{lam_count}.zarr"], work)
+        _, output = run_command([sys.executable, "-c", MEMORY_DRIVER, str(study), f"memory_{lam_count}.zarr"], work)
         peaks.append(peak_rss_mib(output))
     (small_client, small_worker), (large_client, large_worker) = peaks
     small_n, large_n = (a * b for a, b in sizes)

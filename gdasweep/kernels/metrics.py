@@ -27,15 +27,14 @@ from . import phases
 
 _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
 
-TRANSIENT_LEVEL = 1e-3
-FLOOR_LEVEL = 1e-10
-MIN_FIT_STEPS = 20
-MIN_ENVELOPE_POINTS = 2
-# The two-mode fit is degenerate below this relative determinant.
-SINGULAR_LEVEL = 1e-9
-# A run whose final error exceeds its initial error and this many bandwidths
-# has left the region where the Gaussian kernel's gradient still moves it.
-ESCAPE_RADIUS = 4.0
+from .phases import (  # noqa: E402  (thresholds compiled in as constants)
+    ESCAPE_RADIUS,
+    FLOOR_LEVEL,
+    MIN_ENVELOPE_POINTS,
+    MIN_FIT_STEPS,
+    SINGULAR_LEVEL,
+    TRANSIENT_LEVEL,
+)
 
 
 @njit(int64(float64), **_JIT)

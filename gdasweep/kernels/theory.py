@@ -28,10 +28,7 @@ from . import phases
 
 _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
 
-# |z| within this of 1 is reported as marginal.
-MARGINAL_TOLERANCE = 1e-12
-# An eigenvalue whose imaginary part is below this fraction of its modulus is real.
-REAL_TOLERANCE = 1e-12
+from .phases import MARGINAL_TOLERANCE, REAL_TOLERANCE  # noqa: E402
 
 
 @njit(complex128(float64, float64, float64, float64), **_JIT)

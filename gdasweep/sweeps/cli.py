@@ -74,7 +74,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     else:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     package_logger = logging.getLogger("gdasweep")
     package_logger.addHandler(handler)
     package_logger.setLevel(level)

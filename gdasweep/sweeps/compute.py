@@ -11,13 +11,14 @@ import logging
 
 import numpy as np
 
-from ..kernels import gda, theory
+from ..kernels import gda, phases, theory
+from .grid import get_record_steps
 
 logger = logging.getLogger(__name__)
 
 #: A run stops, marked diverged, once its error exceeds this many times
 #: ``max(e_0, sigma)``.
-DIVERGENCE_FACTOR = 1e6
+DIVERGENCE_FACTOR = phases.DIVERGENCE_FACTOR
 
 SIMULATION_OUTPUTS = (
     "error", "final_error", "decay_rate", "observed_phase", "blowup_step",
@@ -34,14 +35,6 @@ def nearest_true_points(true_points: np.ndarray, generated_points: np.ndarray) -
     """Return, for each generated point, the index of the nearest true point (ties: lowest index)."""
     diff = generated_points[:, None, :] - true_points[None, :, :]
     return np.argmin(np.sum(diff * diff, axis=-1), axis=1).astype(np.int64)
-
-
-def get_record_steps(steps: int, record_every: int) -> np.ndarray:
-    """Return the recorded steps ``0, r, 2r, ...``, always ending with ``steps``."""
-    recorded = np.arange(0, steps + 1, record_every, dtype=np.int64)
-    if recorded[-1] != steps:
-        recorded = np.append(recorded, np.int64(steps))
-    return recorded
 
 
 def get_clusters(true_weights, generated_weights, nearest):

@@ -31,6 +31,14 @@ SECONDS_PER_PAIR_AXIS = 0.4e-9
 SECONDS_PER_STEP = 5e-8
 
 
+def get_record_steps(steps: int, record_every: int) -> np.ndarray:
+    """Return the recorded steps ``0, r, 2r, ...``, always ending with ``steps``."""
+    recorded = np.arange(0, steps + 1, record_every, dtype=np.int64)
+    if recorded[-1] != steps:
+        recorded = np.append(recorded, np.int64(steps))
+    return recorded
+
+
 def estimate_seconds_per_config(model: Model) -> float:
     """Return a rough estimate of one configuration's kernel time on one core.
 

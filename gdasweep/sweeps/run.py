@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import schema
-from .compute import THEORY_OUTPUTS, nearest_true_points, predict, simulate
 from .spec import Study
 from .grid import get_block_count, get_block_parameters, get_block_slices, get_chunk_shape, resolve_chunk_size
 from .store import check_store_absent, create_store, write_block
@@ -84,6 +83,8 @@ def run_block(study: Study, chunks: tuple[int, ...], index: int) -> tuple[np.nda
     Returns the block's phase counts and the seconds spent in the compiled
     simulation and theory.
     """
+    from .compute import THEORY_OUTPUTS, nearest_true_points, predict, simulate
+
     slices = get_block_slices(study.shape, chunks, index)
     block_shape = tuple(s.stop - s.start for s in slices)
     eta_d, eta_g, lam, sigma = get_block_parameters(study, slices)
@@ -202,9 +203,11 @@ def run_study(study: Study, *, client=None, progress: bool | None = None) -> Sum
                 summary.tasks += 1
                 future.release()
                 bar.update(1)
+        logger.debug("all %d blocks finished", n_blocks)
     finally:
         if own_client:
             client.close()
         if own_cluster is not None:
             own_cluster.close()
+            logger.debug("closed the local cluster")
     return summary

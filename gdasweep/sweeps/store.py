@@ -50,8 +50,8 @@ def _build_template(study: Study, chunks: tuple[int, ...]):
     import dask.array as da
     import xarray as xr
 
-    from ..kernels import metrics
-    from .compute import DIVERGENCE_FACTOR, get_record_steps
+    from ..kernels import phases
+    from .grid import get_record_steps
 
     model = study.model
     steps = get_record_steps(model.steps, model.record_every)
@@ -91,10 +91,11 @@ def _build_template(study: Study, chunks: tuple[int, ...]):
         "steps": model.steps,
         "record_every": model.record_every,
         "history_tolerance": model.history_tolerance,
-        "divergence_factor": DIVERGENCE_FACTOR,
-        "transient_level": metrics.TRANSIENT_LEVEL,
-        "floor_level": metrics.FLOOR_LEVEL,
-        "escape_radius": metrics.ESCAPE_RADIUS,
+        "divergence_factor": phases.DIVERGENCE_FACTOR,
+        "transient_level": phases.TRANSIENT_LEVEL,
+        "floor_level": phases.FLOOR_LEVEL,
+        "escape_radius": phases.ESCAPE_RADIUS,
+        "marginal_tolerance": phases.MARGINAL_TOLERANCE,
         **_versions(),
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs), encoding
