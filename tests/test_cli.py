@@ -59,8 +59,8 @@ def test_run_refuses_existing_store(tmp_path, monkeypatch, capsys):
     (tmp_path / "quickstart.zarr").mkdir()
     (tmp_path / "quickstart.zarr" / "data").write_text("keep")
     status = main(["run", str(CONFIGS / "quickstart.toml")])
-    assert status == 1
-    assert "already exists" in capsys.readouterr().err
+    assert status == 2
+    assert "not a readable gdasweep store" in capsys.readouterr().err
     assert (tmp_path / "quickstart.zarr" / "data").read_text() == "keep"
 
 

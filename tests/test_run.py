@@ -13,7 +13,7 @@ from gdasweep.sweeps.compute import predict, simulate
 from gdasweep.sweeps.run import run_study
 from gdasweep.sweeps.spec import load_study, with_execution, with_store
 from gdasweep.sweeps.grid import get_chunk_shape
-from gdasweep.sweeps.store import StoreExistsError
+from gdasweep.sweeps.store import StoreMismatchError
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_existing_store_is_not_touched(tmp_path, dask_client):
     store.mkdir()
     (store / "keep.txt").write_text("earlier results")
     study = with_store(load_study(CONFIGS / "quickstart.toml"), store)
-    with pytest.raises(StoreExistsError, match="taken.zarr"):
+    with pytest.raises(StoreMismatchError, match="taken.zarr.*not a readable gdasweep store"):
         run_study(study, client=dask_client, progress=False)
     assert [p.name for p in store.iterdir()] == ["keep.txt"]
     assert (store / "keep.txt").read_text() == "earlier results"

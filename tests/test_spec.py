@@ -683,7 +683,7 @@ def toml_value(value) -> str:
     return "{" + ", ".join(f"{toml_key(name)} = {toml_value(item)}" for name, item in value.items()) + "}"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(changes=st.lists(edits, min_size=1, max_size=3))
 def test_random_documents_raise_only_study_error(changes):
     text = to_toml(apply_edits(VALID_DOCUMENT, changes))
@@ -693,9 +693,38 @@ def test_random_documents_raise_only_study_error(changes):
         message = str(exc)
         assert message.startswith("<string>: ")
         assert "\n" not in message
+        if exc.key is not None:
+            # Keys with control characters are shown escaped.
+            assert exc.key in message or repr(exc.key)[1:-1] in message
         return
 
     assert isinstance(study, Study)
     assert study.shape == tuple(len(study.grid[axis]) for axis in GRID_AXES)
     assert re.fullmatch(r"[0-9a-f]{64}", study.hash)
     assert parse_study(text).hash == study.hash
+
+
+VALID_TEXT = to_toml(VALID_DOCUMENT)
+
+
+@st.composite
+def mutated_texts(draw):
+    """Valid study text with a slice replaced by random characters, or cut short."""
+    start = draw(st.integers(0, len(VALID_TEXT)))
+    stop = draw(st.integers(start, min(len(VALID_TEXT), start + 40)))
+    filler = draw(st.text(alphabet=st.sampled_from(list("[]{}=\"',.#-+e0123456789 \nabcnaif_")), max_size=20))
+    return VALID_TEXT[:start] + filler + VALID_TEXT[stop:]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(mutated_texts(), st.text(max_size=200)))
+def test_malformed_text_raises_only_study_error(text):
+    try:
+        parse_study(text)
+    except StudyError as exc:
+        message = str(exc)
+        assert message.startswith("<string>: ")
+        assert "\n" not in message
+        if exc.key is not None:
+            # Keys with control characters are shown escaped.
+            assert exc.key in message or repr(exc.key)[1:-1] in message

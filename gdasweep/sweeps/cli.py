@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from .spec import load_study, with_execution, with_store
+from .lock import StoreBusyError
 from .store import StoreExistsError
 
 logger = logging.getLogger("gdasweep")
@@ -35,6 +36,19 @@ def _add_run_parser(commands) -> None:
                      help='configurations per task and per Zarr chunk, or "auto" (aim at a few seconds per task)')
     run.add_argument("--store", help="output store path (overrides [output] store)")
     run.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace an existing store that a different study made (default: refuse)")
+
+
+def _add_verify_parser(commands) -> None:
+    verify = commands.add_parser(
+        "verify", help="read every chunk of a store and check it against the completion marks",
+        description="Read every chunk of a store, report chunks that are missing, partly written or "
+                    "cannot be decoded, and remove the completion marks of damaged blocks so that the "
+                    "next run computes them again. Exits with status 1 if any block is not complete.",
+    )
+    verify.add_argument("store", help="the store (a directory)")
+    verify.add_argument("--no-repair", action="store_true", help="report only; keep every completion mark")
 
 
 def _add_theory_parser(commands) -> None:
@@ -62,6 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(commands)
+    _add_verify_parser(commands)
     _add_theory_parser(commands)
     return parser
 
@@ -91,12 +106,22 @@ def _run(args) -> int:
     if args.store is not None:
         study = with_store(study, args.store)
     start = time.perf_counter()
-    summary = run_study(study, progress=False if args.no_progress else None)
+    summary = run_study(study, progress=False if args.no_progress else None, overwrite=args.overwrite)
     elapsed = time.perf_counter() - start
     print(f"wrote {study.store} in {elapsed:.1f} s ({study.n_configs / elapsed:.0f} configurations/s)")
     print(f"{summary.tasks} tasks, kernel time summed over tasks {summary.kernel_seconds:.1f} s")
     print(summary.format())
     return 0
+
+
+def _verify(args) -> int:
+    from .lock import StoreLock
+    from .verify import verify_store
+
+    with StoreLock(args.store):
+        report = verify_store(args.store, repair=not args.no_repair)
+    print(f"{args.store}: {report.format()}")
+    return 0 if report.ok else 1
 
 
 def format_theory(out: dict, index: int = 0) -> str:
@@ -141,12 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "verify":
+            return _verify(args)
         return _theory(args)
-    except ValueError as exc:  # StudyError and invalid parameters
+    except ValueError as exc:  # StudyError, StoreMismatchError and invalid parameters
         print(f"gdasweep: error: {exc}", file=sys.stderr)
         return 2
-    except StoreExistsError as exc:
+    except (StoreBusyError, StoreExistsError) as exc:
         print(f"gdasweep: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # no permission, disk full, a file where a directory belongs
+        print(f"gdasweep: error: storage failed: {exc}", file=sys.stderr)
         return 1
 
 if __name__ == "__main__":

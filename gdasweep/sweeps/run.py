@@ -13,13 +13,25 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from . import schema
-from .spec import Study
+from .faults import maybe_fail
 from .grid import get_block_count, get_block_parameters, get_block_slices, get_chunk_shape, resolve_chunk_size
-from .store import check_store_absent, create_store, write_block
+from .lock import StoreLock
+from .marks import read_marks, write_mark
+from .store import (
+    StoreMismatchError,
+    create_store,
+    describe_difference,
+    open_existing,
+    remove_leftovers,
+    remove_store,
+    write_block,
+)
+from .spec import Study
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +44,8 @@ class Summary:
     """Counts of configurations by observed phase (rows) and predicted phase (columns).
 
     ``kernel_seconds`` is the compiled simulation and theory time summed over
-    all tasks, and ``tasks`` the number of tasks.
+    the tasks of this run, ``tasks`` the number of blocks this run computed and
+    ``resumed`` the number found already complete in the store.
     """
 
     counts: np.ndarray = field(
@@ -40,6 +53,7 @@ class Summary:
     )
     kernel_seconds: float = 0.0
     tasks: int = 0
+    resumed: int = 0
 
     @property
     def total(self) -> int:
@@ -66,6 +80,8 @@ class Summary:
     def format(self) -> str:
         """Return the summary as lines of text for a terminal."""
         lines = [f"{self.total} configurations"]
+        if self.resumed:
+            lines[0] += f" ({self.resumed} blocks were already complete, {self.tasks} computed now)"
         lines.append("observed phase:   " + ", ".join(f"{k} {v}" for k, v in self.observed().items()))
         lines.append("predicted phase:  " + ", ".join(f"{k} {v}" for k, v in self.predicted().items()))
         agreeing, comparable = self.agreement()
@@ -78,10 +94,11 @@ class Summary:
 
 
 def run_block(study: Study, chunks: tuple[int, ...], index: int) -> tuple[np.ndarray, float]:
-    """Simulate and predict block ``index`` and write it to the store.
+    """Simulate and predict block ``index``, write it durably and mark it complete.
 
     Returns the block's phase counts and the seconds spent in the compiled
-    simulation and theory.
+    simulation and theory. Running a block twice writes the same bytes, so
+    a task that Dask retries after losing its worker is harmless.
     """
     from .compute import THEORY_OUTPUTS, nearest_true_points, predict, simulate
 
@@ -99,10 +116,12 @@ def run_block(study: Study, chunks: tuple[int, ...], index: int) -> tuple[np.nda
     if not model.save_positions:
         del outputs["final_position"]
     outputs.update({name: theory[name] for name in THEORY_OUTPUTS})
-    write_block(study.store, slices, outputs, block_shape)
+    write_block(study.store, slices, outputs, block_shape, chunks)
 
     counts = np.zeros((len(_OBSERVED_CODES), len(_PREDICTED_CODES)), dtype=np.int64)
     np.add.at(counts, (outputs["observed_phase"].astype(np.int64), outputs["predicted_phase"].astype(np.int64)), 1)
+    write_mark(study.store, index, counts, kernel_seconds)
+    maybe_fail("mark")
     return counts, kernel_seconds
 
 
@@ -128,20 +147,35 @@ def _start_cluster(study: Study):
     return Client(cluster), cluster
 
 
-def _close_on_error(creation, client, cluster) -> None:
-    """Wait for the store creation; close what was started if it failed."""
-    try:
-        creation.result()
-    except BaseException:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-        raise
+def _plan_store(study: Study, overwrite: bool) -> tuple[tuple[int, ...], set[int], bool]:
+    """Return the chunk shape, the blocks already complete and whether the store must be created.
+
+    An existing store of the same study is resumed with its own chunk shape.
+    One made by another study is rejected, or deleted with ``overwrite``.
+    """
+    path = Path(study.store)
+    if not (path.exists() or path.is_symlink()):
+        return get_chunk_shape(study.shape, resolve_chunk_size(study)), set(), True
+
+    attrs, chunks = open_existing(path)
+    if attrs["study_hash"] != study.hash:
+        if not overwrite:
+            raise StoreMismatchError(
+                f"output store {str(path)!r} was made by a different study "
+                f"({describe_difference(attrs.get('study_text', ''), study)}); "
+                "pass --overwrite to replace it, or choose another store path"
+            )
+        logger.warning("deleting store %s, made by a different study (--overwrite)", path)
+        remove_store(path)
+        return get_chunk_shape(study.shape, resolve_chunk_size(study)), set(), True
+
+    marks, _ = read_marks(path)
+    logger.info("resuming store %s: %d blocks already complete", path, len(marks))
+    return chunks, set(marks), False
 
 
-def run_study(study: Study, *, client=None, progress: bool | None = None) -> Summary:
-    """Run every configuration of ``study`` and write the results to its store.
+def run_study(study: Study, *, client=None, progress: bool | None = None, overwrite: bool = False) -> Summary:
+    """Run every configuration of ``study`` that its store does not hold yet.
 
     Parameters
     ----------
@@ -154,60 +188,110 @@ def run_study(study: Study, *, client=None, progress: bool | None = None) -> Sum
     progress : bool, optional
         Show a progress bar of finished blocks on standard error; by default
         only when standard error is a terminal.
+    overwrite : bool
+        Replace a store that a different study made. Without it such a store
+        is left untouched and ``StoreMismatchError`` is raised.
 
     Returns
     -------
     Summary
-        Phase counts of all configurations.
+        Phase counts of all configurations in the store.
+
+    Raises
+    ------
+    StoreBusyError
+        If another run holds the store's lock.
+    StoreMismatchError
+        If the store belongs to another study or is not a gdasweep store.
 
     Notes
     -----
-    The store is created before any task starts and an existing store is
-    never overwritten. Every task writes whole Zarr chunks of its own, so the
-    results do not depend on the number of workers or on the order in which
-    tasks finish.
+    A store of the same study is resumed: only blocks without a completion
+    mark are computed, so a run killed at any point can be started again
+    with the same command. Every task writes whole Zarr chunks of its own,
+    so the results do not depend on the number of workers or on the order in
+    which tasks finish.
     """
+    maybe_fail("plan")
+    with StoreLock(study.store):
+        maybe_fail("lock")
+        remove_leftovers(study.store)
+        chunks, done, create = _plan_store(study, overwrite)
+        summary = _run_locked(study, chunks, done, create, client, progress)
+    return summary
+
+
+def _run_locked(study, chunks, done, create, client, progress) -> Summary:
     from distributed import as_completed
     from tqdm import tqdm
 
-    chunks = get_chunk_shape(study.shape, resolve_chunk_size(study))
     n_blocks = int(np.prod(get_block_count(study.shape, chunks)))
-    logger.info("study %s: %d configurations in %d blocks of up to %d", study.source,
-                study.n_configs, n_blocks, int(np.prod(chunks)))
-    check_store_absent(study.store)
+    todo = [index for index in range(n_blocks) if index not in done]
+    logger.info("study %s: %d configurations in %d blocks of up to %d, %d to compute", study.source,
+                study.n_configs, n_blocks, int(np.prod(chunks)), len(todo))
 
-    own_client = client is None
+    own_client = client is None and bool(todo)
     own_cluster = None
     if own_client:
         # The store is created while the cluster starts; both take about a second.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            creation = pool.submit(create_store, study, chunks)
+            creation = pool.submit(create_store, study, chunks) if create else None
             try:
                 client, own_cluster = _start_cluster(study)
             finally:
                 _close_on_error(creation, client, own_cluster)
-    else:
+    elif create:
         create_store(study, chunks)
-    logger.info("created store %s", study.store)
+    if create:
+        logger.info("created store %s", study.store)
+        maybe_fail("created")
 
-    summary = Summary()
+    summary = Summary(resumed=len(done))
     try:
-        shared_study = client.scatter(study, broadcast=True)
-        futures = client.map(run_block, [shared_study] * n_blocks, [chunks] * n_blocks, range(n_blocks))
-        show = sys.stderr.isatty() if progress is None else progress
-        with tqdm(total=n_blocks, unit="chunk", disable=not show, file=sys.stderr) as bar:
-            for future in as_completed(futures):
-                counts, kernel_seconds = future.result()
-                summary.counts += counts
-                summary.kernel_seconds += kernel_seconds
-                summary.tasks += 1
-                future.release()
-                bar.update(1)
-        logger.debug("all %d blocks finished", n_blocks)
+        if todo:
+            _compute_blocks(client, study, chunks, todo, summary, progress, as_completed, tqdm)
     finally:
         if own_client:
             client.close()
         if own_cluster is not None:
             own_cluster.close()
             logger.debug("closed the local cluster")
+
+    marks, _ = read_marks(study.store)
+    for mark in marks.values():
+        summary.counts += np.asarray(mark["counts"], dtype=np.int64)
     return summary
+
+
+def _compute_blocks(client, study, chunks, todo, summary, progress, as_completed, tqdm) -> None:
+    shared_study = client.scatter(study, broadcast=True)
+    futures = client.map(run_block, [shared_study] * len(todo), [chunks] * len(todo), todo)
+    maybe_fail("submit")
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        with tqdm(total=len(todo), unit="chunk", disable=not show, file=sys.stderr) as bar:
+            for future in as_completed(futures):
+                _, kernel_seconds = future.result()
+                summary.kernel_seconds += kernel_seconds
+                summary.tasks += 1
+                future.release()
+                bar.update(1)
+                maybe_fail("progress")
+    except BaseException:
+        client.cancel(futures)
+        raise
+    logger.debug("all %d blocks finished", len(todo))
+
+
+def _close_on_error(creation, client, cluster) -> None:
+    """Wait for the store creation; close what was started if it failed."""
+    if creation is None:
+        return
+    try:
+        creation.result()
+    except BaseException:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+        raise
