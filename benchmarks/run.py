@@ -276,9 +276,9 @@ def measure_memory(work: Path, quick: bool, rows: list[list[str]]) -> None:
         peaks.append(peak_rss_mib(output))
     (small_client, small_worker), (large_client, large_worker) = peaks
     small_n, large_n = (a * b for a, b in sizes)
-    rows.append([f"client peak memory, {small_n:.0e} against {large_n:.0e} configurations (T = 30)",
+    rows.append([f"client peak memory, {large_n:.0e} against {small_n:.0e} configurations (T = 30)",
                  f"{large_client:.0f} MiB against {small_client:.0f} MiB", f"{large_client / small_client:.2f}x", ""])
-    rows.append([f"worker peak memory, {small_n:.0e} against {large_n:.0e} configurations (T = 30)",
+    rows.append([f"worker peak memory, {large_n:.0e} against {small_n:.0e} configurations (T = 30)",
                  f"{large_worker:.0f} MiB against {small_worker:.0f} MiB", f"{large_worker / small_worker:.2f}x", ""])
 
 
