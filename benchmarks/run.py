@@ -93,8 +93,8 @@ def reproducible_indices(config: str, params) -> list[int]:
     """Return the configurations whose trajectories no rounding difference can move.
 
     For the two-point study those are the rows that the reference table marks
-    reproducible (the others sit at rounding noise or are chaotic); the ring
-    study's three configurations all are.
+    reproducible, because the others sit at rounding noise or are chaotic. The
+    ring study's three configurations all are.
     """
     if config != "two_point.toml":
         return list(range(params[0].size))

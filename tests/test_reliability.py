@@ -159,7 +159,7 @@ def test_two_concurrent_runs_one_proceeds(tmp_path, reference):
     busy = [err for status, _, err in results if status == 1]
     computing = [tasks_run(out) for status, out, _ in results if status == 0]
     # Either the second run met the lock, or it started after the first had finished
-    # and found every block complete; no block is ever computed by both.
+    # and found every block complete. No block is ever computed by both.
     assert statuses in ([0, 1], [0, 0])
     assert all("is in use by host" in err for err in busy)
     assert sorted(computing) in ([BLOCKS], [0, BLOCKS])

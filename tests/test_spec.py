@@ -683,6 +683,15 @@ def toml_value(value) -> str:
     return "{" + ", ".join(f"{toml_key(name)} = {toml_value(item)}" for name, item in value.items()) + "}"
 
 
+def check_one_line_error(exc: StudyError) -> None:
+    message = str(exc)
+    assert message.startswith("<string>: ")
+    assert "\n" not in message
+    if exc.key is not None:
+        # Keys with control characters are shown escaped.
+        assert exc.key in message or repr(exc.key)[1:-1] in message
+
+
 @settings(max_examples=400, deadline=None)
 @given(changes=st.lists(edits, min_size=1, max_size=3))
 def test_random_documents_raise_only_study_error(changes):
@@ -690,12 +699,7 @@ def test_random_documents_raise_only_study_error(changes):
     try:
         study = parse_study(text)
     except StudyError as exc:
-        message = str(exc)
-        assert message.startswith("<string>: ")
-        assert "\n" not in message
-        if exc.key is not None:
-            # Keys with control characters are shown escaped.
-            assert exc.key in message or repr(exc.key)[1:-1] in message
+        check_one_line_error(exc)
         return
 
     assert isinstance(study, Study)
@@ -722,9 +726,4 @@ def test_malformed_text_raises_only_study_error(text):
     try:
         parse_study(text)
     except StudyError as exc:
-        message = str(exc)
-        assert message.startswith("<string>: ")
-        assert "\n" not in message
-        if exc.key is not None:
-            # Keys with control characters are shown escaped.
-            assert exc.key in message or repr(exc.key)[1:-1] in message
+        check_one_line_error(exc)

@@ -2,9 +2,9 @@
 
 A block's mark is ``STORE/.gdasweep/done/INDEX.json``, holding the block's
 phase counts and kernel time. It is written only after every chunk file of
-the block has been synced to disk, through a temporary file that is synced
-and renamed, so a mark never exists for data that could still be lost, and
-a half-written mark is never read as complete.
+the block has been synced to disk, so a mark never exists for data that
+could still be lost. The mark goes through a temporary file that is synced
+and renamed, so a half-written mark is never read as complete.
 """
 
 from __future__ import annotations
