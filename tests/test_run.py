@@ -58,7 +58,7 @@ def test_store_equals_direct_computation(two_point_store):
     study, _, ds = two_point_store
     grid = np.meshgrid(*(study.grid[name] for name in schema.GRID_DIMS), indexing="ij")
     flat = [g.ravel() for g in grid]
-    direct = simulate(study.model, *flat)
+    direct = simulate(study.model, *flat, seed=study.seed)
     theory = predict(study.model.true_weights, study.model.generated_weights, *flat)
     for name, values in {**direct, **theory}.items():
         stored = ds[name].values.reshape(values.shape)
@@ -72,7 +72,9 @@ def test_summary_counts_every_configuration(two_point_store):
     for code, name in schema.OBSERVED_PHASES.items():
         assert summary.observed()[name] == np.count_nonzero(observed == code)
     agreeing, comparable = summary.agreement()
-    assert 0 < agreeing <= comparable == study.n_configs
+    chaotic = summary.observed()["chaotic"]
+    assert chaotic == 2
+    assert 0 < agreeing <= comparable == study.n_configs - chaotic
 
 
 def test_existing_store_is_not_touched(tmp_path, dask_client):

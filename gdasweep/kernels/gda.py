@@ -21,7 +21,7 @@ and is recorded as diverged at that step.
 import math
 
 import numpy as np
-from numba import float64, int8, int32, int64, njit, prange, void
+from numba import float64, int8, int32, int64, njit, prange, uint64, void
 
 from .._compile_options import CACHE, FASTMATH
 from . import phases
@@ -46,6 +46,17 @@ def generator_error(positions, weights, true_points, nearest):
         total += weights[j] * squared
         weight_sum += weights[j]
     return math.sqrt(total / weight_sum)
+
+
+@njit(float64(float64[:, ::1], float64[:, ::1], float64[::1]), **_JIT)
+def _weighted_distance(first, second, weights):
+    """Return ``sqrt(sum_j q_j |first_j - second_j|^2 / sum_j q_j)``, the norm of ``e_k``."""
+    total = 0.0
+    for j in range(first.shape[0]):
+        for axis in range(first.shape[1]):
+            diff = first[j, axis] - second[j, axis]
+            total += weights[j] * diff * diff
+    return math.sqrt(total / weights.sum())
 
 
 @njit(float64(float64[:, ::1], float64[:, ::1], float64[::1], float64[:, ::1], int64[::1]), **_JIT)
@@ -138,31 +149,48 @@ def add_history_sum(current, trace, k, lo, decay, weights, sigma, eta_d, gradien
                 gradient[j, axis] += scale * weights[l] * total
 
 
+_SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_SPLITMIX_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_SPLITMIX_MUL2 = np.uint64(0x94D049BB133111EB)
+_LCG_MUL = np.uint64(6364136223846793005)
+_LCG_ADD = np.uint64(1442695040888963407)
+
+
+@njit(uint64(int64, int64), **_JIT)
+def noise_key(seed, index):
+    """Return a 64-bit stream key from the study seed and a configuration's index (SplitMix64).
+
+    The key depends on nothing else, so a configuration's noise is the same
+    under any chunking, worker count or order.
+    """
+    z = np.uint64(seed) * _SPLITMIX_GAMMA + np.uint64(index) + _SPLITMIX_GAMMA
+    z = (z ^ (z >> np.uint64(30))) * _SPLITMIX_MUL1
+    z = (z ^ (z >> np.uint64(27))) * _SPLITMIX_MUL2
+    return z ^ (z >> np.uint64(31))
+
+
 @njit(
     int64(
         float64[:, ::1], float64[::1], float64[::1], float64, float64, float64, float64,
         float64, float64, int64[::1], float64[:, :, ::1], float64[::1], int32[::1],
-        float64[:, ::1],
+        float64[:, ::1], float64, uint64,
     ),
     **_JIT,
 )
-def run_gda(
+def run_gda_perturbed(
     true_points, true_weights, generated_weights, eta_d, eta_g, lam, sigma,
-    history_tolerance, divergence_factor, nearest, history, errors, flips, gradient,
+    history_tolerance, divergence_factor, nearest, history, errors, flips, gradient, noise, key,
 ):
-    """Run the GDA loop from ``history[0]``; return the blow-up step or -1.
+    """Run the GDA loop, adding ``noise |y| (+1 or -1)`` to every new coordinate.
 
-    ``history`` (T + 1, N_g, d) receives every generated position, ``errors``
-    (T + 1,) the generator error ``e_k`` and ``flips`` (T + 1,) the running
-    count of steps whose displacement reverses. History terms whose weight
-    ``|a^m|`` is below ``history_tolerance`` are dropped. With a tolerance of
-    0 only terms whose weight underflowed to exactly 0 are skipped, which
-    changes nothing. After a blow-up at step ``k`` the entries past ``k``
-    are NaN.
+    The signs come from a linear congruential stream started at ``key``. With
+    ``noise = 0`` this is ``run_gda``. A relative noise of 1e-12 mimics the
+    rounding differences between two float64 implementations.
     """
     steps = history.shape[0] - 1
     n_generated, dim = history.shape[1], history.shape[2]
     a = 1.0 - eta_d * lam
+    state = key
 
     # decay[steps - m] = a^m; terms older than `memory` steps are dropped.
     decay = np.empty(steps + 1)
@@ -201,6 +229,10 @@ def run_gda(
             step = eta_g * generated_weights[j]
             for axis in range(dim):
                 following[j, axis] = current[j, axis] + step * gradient[j, axis]
+                if noise > 0.0:
+                    state = state * _LCG_MUL + _LCG_ADD
+                    sign = 1.0 if (state >> np.uint64(63)) == np.uint64(1) else -1.0
+                    following[j, axis] += noise * abs(following[j, axis]) * sign
                 trace[j, axis, k + 1] = following[j, axis]
 
         error = generator_error(following, generated_weights, true_points, nearest)
@@ -215,13 +247,47 @@ def run_gda(
     return -1
 
 
+@njit(
+    int64(
+        float64[:, ::1], float64[::1], float64[::1], float64, float64, float64, float64,
+        float64, float64, int64[::1], float64[:, :, ::1], float64[::1], int32[::1],
+        float64[:, ::1],
+    ),
+    **_JIT,
+)
+def run_gda(
+    true_points, true_weights, generated_weights, eta_d, eta_g, lam, sigma,
+    history_tolerance, divergence_factor, nearest, history, errors, flips, gradient,
+):
+    """Run the GDA loop from ``history[0]``; return the blow-up step or -1.
+
+    ``history`` (T + 1, N_g, d) receives every generated position, ``errors``
+    (T + 1,) the generator error ``e_k`` and ``flips`` (T + 1,) the running
+    count of steps whose displacement reverses. History terms whose weight
+    ``|a^m|`` is below ``history_tolerance`` are dropped. With a tolerance of
+    0 only terms whose weight underflowed to exactly 0 are skipped, which
+    changes nothing. After a blow-up at step ``k`` the entries past ``k``
+    are NaN.
+    """
+    return run_gda_perturbed(
+        true_points, true_weights, generated_weights, eta_d, eta_g, lam, sigma,
+        history_tolerance, divergence_factor, nearest, history, errors, flips, gradient, 0.0, np.uint64(0),
+    )
+
+
 @njit(**_JIT)
 def simulate_config(
     c, true_points, true_weights, generated_points, generated_weights, nearest,
     eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+    chaos_noise, seed, config_index,
+    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
 ):
-    """Run configuration ``c`` of a batch and fill entry ``c`` of every output."""
+    """Run configuration ``c`` of a batch and fill entry ``c`` of every output.
+
+    With ``chaos_noise > 0`` a twin run adds that relative noise to every
+    step; a final separation above ``CHAOS_LEVEL`` of the largest error marks
+    the run chaotic, and its final values are reported as NaN.
+    """
     n_generated, dim = generated_points.shape
     history = np.empty((steps + 1, n_generated, dim))
     errors = np.empty(steps + 1)
@@ -257,12 +323,34 @@ def simulate_config(
     decay_rate[c] = fit_decay_rate(errors, projection, start, stop)
     phase[c] = classify_run(errors, flips, start, stop, blowup, decay_rate[c], sigma[c])
 
+    chaos_separation[c] = np.nan
+    if chaos_noise > 0.0 and blowup < 0:
+        twin = np.empty_like(history)
+        twin[0] = generated_points
+        twin_blowup = run_gda_perturbed(
+            true_points, true_weights, generated_weights, eta_d[c], eta_g[c], lam[c], sigma[c],
+            history_tolerance, divergence_factor, nearest, twin, np.empty(steps + 1),
+            np.empty(steps + 1, dtype=np.int32), gradient, chaos_noise, noise_key(seed, config_index[c]),
+        )
+        largest = errors.max()
+        if twin_blowup >= 0:
+            separation = np.inf
+        else:
+            separation = _weighted_distance(history[steps], twin[steps], generated_weights)
+        chaos_separation[c] = separation / largest if largest > 0.0 else 0.0
+        if chaos_separation[c] > phases.CHAOS_LEVEL:
+            phase[c] = phases.CHAOTIC
+            final_error[c] = np.nan
+            decay_rate[c] = np.nan
+            final_positions[c] = np.nan
+
 
 _BATCH_SIGNATURE = void(
     float64[:, ::1], float64[::1], float64[:, ::1], float64[::1], int64[::1],
     float64[::1], float64[::1], float64[::1], float64[::1], int64, float64, float64,
-    int64[::1], float64[:, ::1], float64[::1], float64[::1], int8[::1], int32[::1],
-    int32[::1], float64[:, :, ::1],
+    int64[::1], float64, int64, int64[::1],
+    float64[:, ::1], float64[::1], float64[::1], int8[::1], int32[::1],
+    int32[::1], float64[:, :, ::1], float64[::1],
 )
 
 # Two compiled drivers of the same loop, kept as two Python functions because
@@ -277,14 +365,16 @@ _BATCH_SIGNATURE = void(
 def simulate_batch_serial(
     true_points, true_weights, generated_points, generated_weights, nearest,
     eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+    chaos_noise, seed, config_index,
+    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
 ):
     """Run every configuration of the batch, one after another."""
     for c in range(eta_d.shape[0]):
         simulate_config(
             c, true_points, true_weights, generated_points, generated_weights, nearest,
             eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-            trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+            chaos_noise, seed, config_index,
+            trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
         )
 
 
@@ -292,14 +382,16 @@ def simulate_batch_serial(
 def simulate_batch_parallel(
     true_points, true_weights, generated_points, generated_weights, nearest,
     eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+    chaos_noise, seed, config_index,
+    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
 ):
     """Run the configurations of the batch on Numba's threads."""
     for c in prange(eta_d.shape[0]):
         simulate_config(
             c, true_points, true_weights, generated_points, generated_weights, nearest,
             eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-            trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+            chaos_noise, seed, config_index,
+            trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
         )
 
 

@@ -22,7 +22,7 @@ DIVERGENCE_FACTOR = phases.DIVERGENCE_FACTOR
 
 SIMULATION_OUTPUTS = (
     "error", "final_error", "decay_rate", "observed_phase", "blowup_step",
-    "sign_changes", "final_position",
+    "sign_changes", "final_position", "chaos_separation",
 )
 THEORY_OUTPUTS = (
     "rho_generator", "dominant_real", "dominant_imag", "rho_total",
@@ -68,7 +68,9 @@ def _as_parameters(eta_d, eta_g, lam, sigma):
     return arrays
 
 
-def simulate(model, eta_d, eta_g, lam, sigma, *, parallel: bool = False) -> dict[str, np.ndarray]:
+def simulate(
+    model, eta_d, eta_g, lam, sigma, *, seed: int = 0, config_index=None, parallel: bool = False
+) -> dict[str, np.ndarray]:
     """Run the exact GDA dynamics for a batch of configurations.
 
     Parameters
@@ -78,6 +80,11 @@ def simulate(model, eta_d, eta_g, lam, sigma, *, parallel: bool = False) -> dict
     eta_d, eta_g, lam, sigma : array_like, shape (n,)
         Discriminator and generator learning rates, regularization and
         bandwidth of each configuration.
+    seed : int
+        Study seed; with ``config_index`` it keys the noise of the chaos check.
+    config_index : array_like of int, shape (n,), optional
+        Index of each configuration in its study (default ``0..n-1``), so that
+        a configuration's twin run does not depend on how the study is chunked.
     parallel : bool
         Use the multithreaded driver (``numba.set_num_threads`` threads).
         Leave False inside Dask workers, whose threads already run in parallel.
@@ -88,7 +95,8 @@ def simulate(model, eta_d, eta_g, lam, sigma, *, parallel: bool = False) -> dict
         ``error`` (n, n_record), ``final_error``, ``decay_rate`` (n,) float64;
         ``observed_phase`` (n,) int8; ``blowup_step`` and ``sign_changes``
         (n,) int32 (``blowup_step`` is -1 when the run stayed finite and
-        bounded); ``final_position`` (n, N_g, d) float64.
+        bounded); ``final_position`` (n, N_g, d) float64; ``chaos_separation``
+        (n,) float64, NaN unless ``model.chaos_check``.
 
     Examples
     --------
@@ -118,6 +126,12 @@ def simulate(model, eta_d, eta_g, lam, sigma, *, parallel: bool = False) -> dict
     n = eta_d.shape[0]
     n_generated, dim = model.generated_points.shape
     recorded = get_record_steps(model.steps, model.record_every)
+    if config_index is None:
+        config_index = np.arange(n, dtype=np.int64)
+    config_index = np.ascontiguousarray(config_index, dtype=np.int64)
+    if config_index.shape != (n,):
+        raise ValueError(f"config_index has shape {config_index.shape}, expected ({n},)")
+    chaos_noise = float(model.chaos_noise) if getattr(model, "chaos_check", False) else 0.0
     out = {
         "error": np.empty((n, recorded.shape[0])),
         "final_error": np.empty(n),
@@ -126,6 +140,7 @@ def simulate(model, eta_d, eta_g, lam, sigma, *, parallel: bool = False) -> dict
         "blowup_step": np.empty(n, dtype=np.int32),
         "sign_changes": np.empty(n, dtype=np.int32),
         "final_position": np.empty((n, n_generated, dim)),
+        "chaos_separation": np.empty(n),
     }
     driver = gda.simulate_batch_parallel if parallel else gda.simulate_batch_serial
     logger.debug("simulating %d configurations, parallel=%s", n, parallel)
@@ -137,8 +152,9 @@ def simulate(model, eta_d, eta_g, lam, sigma, *, parallel: bool = False) -> dict
         nearest_true_points(model.true_points, model.generated_points),
         eta_d, eta_g, lam, sigma,
         np.int64(model.steps), float(model.history_tolerance), DIVERGENCE_FACTOR, recorded,
+        chaos_noise, np.int64(seed), config_index,
         out["error"], out["final_error"], out["decay_rate"], out["observed_phase"],
-        out["blowup_step"], out["sign_changes"], out["final_position"],
+        out["blowup_step"], out["sign_changes"], out["final_position"], out["chaos_separation"],
     )
     return out
 

@@ -107,3 +107,9 @@ def get_block_parameters(study: Study, slices) -> list[np.ndarray]:
     """Return flat ``eta_d, eta_g, lam, sigma`` arrays of a block, in C order."""
     axes = [study.grid[name][sl] for name, sl in zip(schema.GRID_DIMS, slices)]
     return [np.ascontiguousarray(m.ravel()) for m in np.meshgrid(*axes, indexing="ij")]
+
+
+def get_block_indices(shape, slices) -> np.ndarray:
+    """Return the flat C-order indices in the whole grid of a block's configurations."""
+    ranges = [np.arange(s.start, s.stop) for s in slices]
+    return np.ravel_multi_index(np.meshgrid(*ranges, indexing="ij"), shape).ravel().astype(np.int64)

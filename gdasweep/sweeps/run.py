@@ -19,7 +19,7 @@ import numpy as np
 
 from . import schema
 from .faults import maybe_fail
-from .grid import get_block_count, get_block_parameters, get_block_slices, get_chunk_shape, resolve_chunk_size
+from .grid import get_block_count, get_block_indices, get_block_parameters, get_block_slices, get_chunk_shape, resolve_chunk_size
 from .lock import StoreLock
 from .marks import read_marks, write_mark
 from .store import (
@@ -68,14 +68,22 @@ class Summary:
         return {schema.PREDICTED_PHASES[c]: int(n) for c, n in zip(_PREDICTED_CODES, self.counts.sum(axis=0))}
 
     def agreement(self) -> tuple[int, int]:
-        """Return (agreeing, comparable): comparable excludes predictions without a fixed point."""
+        """Return (agreeing, comparable).
+
+        Comparable excludes predictions without a fixed point and chaotic
+        runs, which the linearized theory does not describe.
+        """
         predicted_index = {int(c): i for i, c in enumerate(_PREDICTED_CODES)}
-        agreeing = sum(
-            int(self.counts[i, predicted_index[schema.AGREEING_PREDICTION[int(c)]]])
-            for i, c in enumerate(_OBSERVED_CODES)
-        )
-        no_fixed_point = int(self.counts[:, predicted_index[schema.phases.NO_FIXED_POINT]].sum())
-        return agreeing, self.total - no_fixed_point
+        comparable = self.counts.copy()
+        comparable[:, predicted_index[schema.phases.NO_FIXED_POINT]] = 0
+        agreeing = 0
+        for i, code in enumerate(_OBSERVED_CODES):
+            expected = schema.AGREEING_PREDICTION.get(int(code))
+            if expected is None:
+                comparable[i, :] = 0
+            else:
+                agreeing += int(comparable[i, predicted_index[expected]])
+        return agreeing, int(comparable.sum())
 
     def format(self) -> str:
         """Return the summary as lines of text for a terminal."""
@@ -88,7 +96,7 @@ class Summary:
         share = f"{100.0 * agreeing / comparable:.1f}%" if comparable else "n/a"
         lines.append(
             f"agreement:        {agreeing} of {comparable} ({share}); "
-            "configurations without a fixed point are not compared"
+            "chaotic runs and predictions without a fixed point are not compared"
         )
         return "\n".join(lines)
 
@@ -109,12 +117,15 @@ def run_block(study: Study, chunks: tuple[int, ...], index: int) -> tuple[np.nda
     nearest = nearest_true_points(model.true_points, model.generated_points)
 
     start = time.perf_counter()
-    outputs = simulate(model, eta_d, eta_g, lam, sigma)
+    indices = get_block_indices(study.shape, slices)
+    outputs = simulate(model, eta_d, eta_g, lam, sigma, seed=study.seed, config_index=indices)
     theory = predict(model.true_weights, model.generated_weights, eta_d, eta_g, lam, sigma, nearest)
     kernel_seconds = time.perf_counter() - start
 
     if not model.save_positions:
         del outputs["final_position"]
+    if not model.chaos_check:
+        del outputs["chaos_separation"]
     outputs.update({name: theory[name] for name in THEORY_OUTPUTS})
     write_block(study.store, slices, outputs, block_shape, chunks)
 

@@ -21,6 +21,7 @@ OBSERVED_PHASES = {
     phases.NOT_CONVERGED: "not_converged",
     phases.DIVERGED: "diverged",
     phases.ESCAPED: "escaped",
+    phases.CHAOTIC: "chaotic",
 }
 PREDICTED_PHASES = {
     phases.CONVERGES_MONOTONE: "converges_monotone",
@@ -83,6 +84,12 @@ SIMULATION_VARIABLES = {
                        "from the nearest true point; -1: not computed",
     }),
 }
+CHAOS_VARIABLE = {
+    "chaos_separation": ((), np.float64, {
+        "long_name": "final separation of a twin run with per-step relative noise, over the largest error",
+        "description": "above the chaos level the run is chaotic and its final values are NaN",
+    }),
+}
 POSITION_VARIABLE = {
     "final_position": ((GENERATED_DIM, SPACE_DIM), np.float64, {
         "long_name": "generated point positions after the last step",
@@ -120,11 +127,13 @@ THEORY_VARIABLES = {
 }
 
 
-def get_result_variables(save_positions: bool) -> dict:
+def get_result_variables(save_positions: bool, chaos_check: bool = False) -> dict:
     """Return every result variable of a study, in dataset order."""
     variables = dict(SIMULATION_VARIABLES)
     if save_positions:
         variables.update(POSITION_VARIABLE)
+    if chaos_check:
+        variables.update(CHAOS_VARIABLE)
     variables.update(THEORY_VARIABLES)
     return variables
 

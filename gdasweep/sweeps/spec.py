@@ -39,6 +39,8 @@ _MODEL_KEYS = (
     "record_every",
     "history_tolerance",
     "save_positions",
+    "chaos_check",
+    "chaos_noise",
     "true_points",
     "true_weights",
     "generated_points",
@@ -109,6 +111,8 @@ class Model:
     record_every: int
     history_tolerance: float
     save_positions: bool
+    chaos_check: bool = False      # run a twin with per-step noise and flag chaotic runs
+    chaos_noise: float = 1e-12     # relative noise added to every coordinate of the twin, per step
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,10 @@ def _check_model(table: dict) -> Model:
     kernel = _check_kernel(_get(table, "kernel", "model", Kernel.GAUSSIAN.value), "model.kernel")
     tolerance = _check_tolerance(_get(table, "history_tolerance", "model", 0.0), "model.history_tolerance")
     save_positions = _check_bool(_get(table, "save_positions", "model", False), "model.save_positions")
+    chaos_check = _check_bool(_get(table, "chaos_check", "model", False), "model.chaos_check")
+    chaos_noise = _check_number(_get(table, "chaos_noise", "model", 1e-12), "model.chaos_noise")
+    if not 0.0 < chaos_noise <= 1e-3:
+        raise _invalid("model.chaos_noise", chaos_noise, "must be > 0 and <= 1e-3")
 
     return Model(
         true_points=true_points,
@@ -301,6 +309,8 @@ def _check_model(table: dict) -> Model:
         record_every=record_every,
         history_tolerance=tolerance,
         save_positions=save_positions,
+        chaos_check=chaos_check,
+        chaos_noise=chaos_noise,
     )
 
 

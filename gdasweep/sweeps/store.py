@@ -69,7 +69,7 @@ def _build_template(study: Study, chunks: tuple[int, ...]):
     }
     data_vars = {}
     encoding = {}
-    for name, (extra_dims, dtype, attrs) in schema.get_result_variables(model.save_positions).items():
+    for name, (extra_dims, dtype, attrs) in schema.get_result_variables(model.save_positions, model.chaos_check).items():
         dims = schema.GRID_DIMS + extra_dims
         shape = study.shape + tuple(extra_sizes[d] for d in extra_dims)
         chunk_shape = chunks + tuple(extra_sizes[d] for d in extra_dims)
@@ -103,6 +103,9 @@ def _build_template(study: Study, chunks: tuple[int, ...]):
         "floor_level": phases.FLOOR_LEVEL,
         "escape_radius": phases.ESCAPE_RADIUS,
         "marginal_tolerance": phases.MARGINAL_TOLERANCE,
+        "chaos_check": int(model.chaos_check),
+        "chaos_noise": model.chaos_noise,
+        "chaos_level": phases.CHAOS_LEVEL,
         **_versions(),
     }
     return xr.Dataset(data_vars, coords=coords, attrs=attrs), encoding
