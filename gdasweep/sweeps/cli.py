@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -59,8 +60,13 @@ def _add_theory_parser(commands) -> None:
     )
     theory.add_argument("--eta-d", type=float, required=True, help="discriminator learning rate (> 0)")
     theory.add_argument("--eta-g", type=float, required=True, help="generator learning rate (> 0)")
-    theory.add_argument("--lam", type=float, required=True, help="discriminator regularization (>= 0)")
-    theory.add_argument("--sigma", type=float, required=True, help="Gaussian kernel bandwidth (> 0)")
+    theory.add_argument("--lam", type=float, help="discriminator regularization (>= 0); not with --recommend")
+    theory.add_argument("--sigma", type=float, nargs="+",
+                        help="Gaussian kernel bandwidth (> 0); with --recommend, MIN MAX of a range")
+    theory.add_argument("--recommend", action="store_true",
+                        help="find the lam that minimizes rho_generator for each bandwidth of a range")
+    theory.add_argument("--sigma-count", type=int, default=25,
+                        help="bandwidths, log-spaced over the range, with --recommend (default 25)")
     theory.add_argument("--p", type=float, default=1.0, help="weight of the true point (default 1)")
     theory.add_argument("--p-gen", type=float, nargs="+", default=[1.0],
                         help="weights of the generated points (default: one point of weight 1)")
@@ -153,8 +159,41 @@ def format_theory(out: dict, index: int = 0) -> str:
 def _theory(args) -> int:
     from .compute import predict
 
-    out = predict([args.p], np.array(args.p_gen), args.eta_d, args.eta_g, args.lam, args.sigma)
+    if args.recommend:
+        return _recommend(args)
+    if args.lam is None or args.sigma is None or len(args.sigma) != 1:
+        raise ValueError("theory needs --lam and one --sigma value (or --recommend with --sigma MIN MAX)")
+    out = predict([args.p], np.array(args.p_gen), args.eta_d, args.eta_g, args.lam, args.sigma[0])
     print(format_theory(out))
+    return 0
+
+
+def _recommend(args) -> int:
+    from .recommend import optimal_lam
+    from .schema import PREDICTED_PHASES
+
+    if args.lam is not None:
+        raise ValueError("--recommend chooses lam itself: drop --lam")
+    if args.sigma is None or len(args.sigma) != 2 or not 0 < args.sigma[0] <= args.sigma[1]:
+        raise ValueError(f"--recommend needs --sigma MIN MAX with 0 < MIN <= MAX, got {args.sigma}")
+    if args.sigma_count < 1:
+        raise ValueError(f"invalid --sigma-count {args.sigma_count}: must be >= 1")
+    sigmas = np.geomspace(args.sigma[0], args.sigma[1], args.sigma_count)
+    out = optimal_lam([args.p], np.array(args.p_gen), args.eta_d, args.eta_g, sigmas)
+
+    print(f"{'sigma':>12} {'lam_opt':>14} {'rho_generator':>15} {'rho_total':>12}  predicted phase")
+    for i in range(sigmas.size):
+        phase = PREDICTED_PHASES[int(out["predicted_phase"][i])]
+        print(f"{out['sigma'][i]:12.6g} {out['lam_opt'][i]:14.8g} {out['rho_generator'][i]:15.10f} "
+              f"{out['rho_total'][i]:12.8f}  {phase}")
+    converging = out["sigma"][out["converges"]]
+    if converging.size:
+        best = int(np.argmin(np.where(out["converges"], out["rho_total"], np.inf)))
+        print(f"predicted to converge for {converging.size} of {sigmas.size} bandwidths, "
+              f"sigma from {converging.min():.6g} to {converging.max():.6g}; fastest at sigma = "
+              f"{out['sigma'][best]:.6g} with lam = {out['lam_opt'][best]:.8g} (rho_total {out['rho_total'][best]:.10f})")
+    else:
+        print("no bandwidth in the range is predicted to converge")
     return 0
 
 
@@ -174,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (StoreBusyError, StoreExistsError) as exc:
         print(f"gdasweep: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader of standard output went away (``| head``); Python's own
+        # flush at exit would fail again, so standard output goes to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as exc:  # no permission, disk full, a file where a directory belongs
         print(f"gdasweep: error: storage failed: {exc}", file=sys.stderr)
