@@ -98,3 +98,12 @@ def test_console_script_runs_quickstart(tmp_path):
     assert "225 configurations" in result.stdout
     assert "agreement:" in result.stdout
     assert (tmp_path / "q.zarr").is_dir()
+
+
+def test_log_file_records_debug_lines(tmp_path, capsys):
+    log = tmp_path / "run.log"
+    status = main(["-q", "--log-file", str(log), "theory", "--eta-d", "0.1", "--eta-g", "0.1", "--lam", "0.1",
+                   "--sigma", "1"])
+    assert status == 0
+    assert log.exists()
+    assert capsys.readouterr().err == ""

@@ -138,3 +138,16 @@ def test_run_on_existing_scheduler(tmp_path, dask_client):
     assert len(dask_client.scheduler_info()["workers"]) == 2
     ds = xr.open_zarr(study.store)
     assert (ds.observed_phase.values != schema.NOT_COMPUTED).all()
+
+
+def test_status_reports_progress_and_provenance(two_point_store):
+    from gdasweep.sweeps.status import format_status
+
+    study, summary, _ = two_point_store
+    text = format_status(study.store)
+    assert "blocks complete:  6 of 6" in text
+    assert f"configurations:   {study.n_configs} done" in text
+    observed = ", ".join(f"{name} {count}" for name, count in summary.observed().items())
+    assert f"observed phase:   {observed}" in text
+    assert f"study_hash:       {study.hash}" in text
+    assert "runs started:     1, finished: 1" in text

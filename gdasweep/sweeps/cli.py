@@ -80,14 +80,17 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
+    parser.add_argument("--log-file", help="also write the log, at debug level, to this file")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(commands)
     _add_verify_parser(commands)
+    status = commands.add_parser("status", help="show a store's progress, phases so far and provenance")
+    status.add_argument("store", help="the store (a directory)")
     _add_theory_parser(commands)
     return parser
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
+def _configure_logging(verbose: int, quiet: bool, log_file: str | None) -> None:
     if quiet:
         level = logging.WARNING
     elif verbose == 0:
@@ -96,9 +99,14 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
         level = logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
     package_logger = logging.getLogger("gdasweep")
     package_logger.addHandler(handler)
-    package_logger.setLevel(level)
+    package_logger.setLevel(logging.DEBUG if log_file else level)
+    if log_file:
+        file_handler = logging.FileHandler(log_file)
+        file_handler.setFormatter(handler.formatter)
+        package_logger.addHandler(file_handler)
 
 
 def _run(args) -> int:
@@ -201,12 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose, args.quiet)
+    _configure_logging(args.verbose, args.quiet, args.log_file)
     try:
         if args.command == "run":
             return _run(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "status":
+            from .status import format_status
+
+            print(format_status(args.store))
+            return 0
         return _theory(args)
     except ValueError as exc:  # StudyError, StoreMismatchError and invalid parameters
         print(f"gdasweep: error: {exc}", file=sys.stderr)

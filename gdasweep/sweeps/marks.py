@@ -90,3 +90,30 @@ def clear_marks(store: str | os.PathLike, indices) -> None:
         (directory / f"{index}.json").unlink(missing_ok=True)
     if directory.is_dir():
         _sync_directory(directory)
+
+
+RUNS_FILE = Path(".gdasweep") / "runs.jsonl"
+
+
+def append_run_record(store: str | os.PathLike, record: dict) -> None:
+    """Append one line about a run (its start or its end) to the store's run log."""
+    path = Path(store) / RUNS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as file:
+        file.write(json.dumps(record) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def read_run_records(store: str | os.PathLike) -> list[dict]:
+    """Return the run log's records, skipping a last line cut short by a kill."""
+    path = Path(store) / RUNS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

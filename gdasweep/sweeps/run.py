@@ -8,7 +8,10 @@ table of (observed, predicted) phase counts for the summary.
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
+import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +24,7 @@ from . import schema
 from .faults import maybe_fail
 from .grid import get_block_count, get_block_indices, get_block_parameters, get_block_slices, get_chunk_shape, resolve_chunk_size
 from .lock import StoreLock
-from .marks import read_marks, write_mark
+from .marks import append_run_record, read_marks, write_mark
 from .store import (
     StoreMismatchError,
     create_store,
@@ -256,6 +259,11 @@ def _run_locked(study, chunks, done, create, client, progress) -> Summary:
     if create:
         logger.info("created store %s", study.store)
         maybe_fail("created")
+    append_run_record(study.store, {
+        "event": "start", "time": _now(), "host": socket.gethostname(), "pid": os.getpid(),
+        "blocks_to_compute": len(todo), "workers": study.execution.workers,
+        "threads_per_worker": study.execution.threads_per_worker, "scheduler": study.execution.scheduler,
+    })
 
     summary = Summary(resumed=len(done))
     try:
@@ -271,6 +279,10 @@ def _run_locked(study, chunks, done, create, client, progress) -> Summary:
     marks, _ = read_marks(study.store)
     for mark in marks.values():
         summary.counts += np.asarray(mark["counts"], dtype=np.int64)
+    append_run_record(study.store, {
+        "event": "end", "time": _now(), "pid": os.getpid(), "blocks_computed": summary.tasks,
+        "blocks_complete": len(marks), "blocks": n_blocks, "kernel_seconds": round(summary.kernel_seconds, 3),
+    })
     return summary
 
 
@@ -292,6 +304,10 @@ def _compute_blocks(client, study, chunks, todo, summary, progress, as_completed
         client.cancel(futures)
         raise
     logger.debug("all %d blocks finished", len(todo))
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _close_on_error(creation, client, cluster) -> None:
