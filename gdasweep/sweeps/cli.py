@@ -86,6 +86,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_verify_parser(commands)
     status = commands.add_parser("status", help="show a store's progress, phases so far and provenance")
     status.add_argument("store", help="the store (a directory)")
+    report = commands.add_parser(
+        "report", help="write phase maps, rate maps, trajectories and a Markdown summary of a store",
+        description="Write PNG figures over two grid axes and summary.md. Grid axes that are not plotted "
+                    "are fixed with --where, or at their first value.",
+    )
+    report.add_argument("store", help="the store (a directory)")
+    report.add_argument("--x", default="sigma", help="grid axis along x (default sigma)")
+    report.add_argument("--y", default="lam", help="grid axis along y (default lam)")
+    report.add_argument("--where", nargs="*", metavar="AXIS=VALUE", help="fix another grid axis at a value")
+    report.add_argument("--out", help="output directory (default STORE_report)")
     _add_theory_parser(commands)
     return parser
 
@@ -215,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "verify":
             return _verify(args)
+        if args.command == "report":
+            from .report import make_report
+
+            for path in make_report(args.store, x=args.x, y=args.y, where=args.where, out=args.out):
+                print(path)
+            return 0
         if args.command == "status":
             from .status import format_status
 
