@@ -132,8 +132,11 @@ def _run(args) -> int:
     start = time.perf_counter()
     summary = run_study(study, progress=False if args.no_progress else None, overwrite=args.overwrite)
     elapsed = time.perf_counter() - start
-    print(f"wrote {study.store} in {elapsed:.1f} s ({study.n_configs / elapsed:.0f} configurations/s)")
-    print(f"{summary.tasks} tasks, kernel time summed over tasks {summary.kernel_seconds:.1f} s")
+    if summary.tasks:
+        print(f"wrote {study.store} in {elapsed:.1f} s: {summary.tasks} tasks, kernel time summed over tasks "
+              f"{summary.kernel_seconds:.1f} s")
+    else:
+        print(f"{study.store} is complete: nothing to compute")
     print(summary.format())
     return 0
 

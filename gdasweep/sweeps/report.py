@@ -123,15 +123,20 @@ def _figures(plane, x, y, title, out: Path) -> list[Path]:
 
     rho = np.asarray(plane["rho_generator"].values, dtype=float)
     rate = np.asarray(plane["decay_rate"].values, dtype=float)
-    finite = np.concatenate([rho[np.isfinite(rho)], rate[np.isfinite(rate)]])
-    low, high = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
+    # The shared scale spans the empirical rates and 1; predicted factors far
+    # above 1 (thousands, for strongly unstable settings) saturate the colour.
+    finite = rate[np.isfinite(rate)]
+    if finite.size == 0:
+        finite = rho[np.isfinite(rho)]
+    low, high = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
+    low, high = min(low, 1.0), max(high, 1.0)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
     for ax, values, label in ((axes[0], rho, "predicted rho_generator"), (axes[1], rate, "empirical decay rate")):
         mesh = ax.pcolormesh(plane[x].values, plane[y].values, values, vmin=low, vmax=high, cmap="viridis",
                              shading="nearest")
         ax.set_title(label)
         _decorate(ax, plane, x, y)
-    fig.colorbar(mesh, ax=axes, label="per-step factor (same scale in both panels)")
+    fig.colorbar(mesh, ax=axes, extend="both", label="per-step factor (same scale in both panels)")
     paths.append(_save(fig, out / "rates.png"))
 
     fig, ax = plt.subplots(figsize=(5.5, 5), constrained_layout=True)

@@ -42,8 +42,8 @@ class VerifyReport:
         ]
         lines.extend(self.problems)
         if self.cleared:
-            lines.append(f"removed the completion marks of blocks {_ranges(self.cleared)}: "
-                         "the next run computes them again")
+            lines.append(f"removed the completion marks of {len(self.cleared)} damaged blocks "
+                         f"({_ranges(self.cleared)}): the next run computes them again")
         if not self.ok:
             lines.append("run the study again with the same command to compute the blocks not complete")
         return "\n".join(lines)
