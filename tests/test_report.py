@@ -32,7 +32,8 @@ def test_report_writes_nonblank_figures(phase_store, tmp_path):
         path = tmp_path / "report" / name
         assert path.stat().st_size > 10_000, name
         image = imread(path)
-        assert image.shape[0] > 300 and image.shape[1] > 300, name
+        assert image.shape[0] > 300, name
+        assert image.shape[1] > 300, name
         assert float(np.std(image[..., :3])) > 0.05, f"{name} looks blank"
 
 

@@ -112,7 +112,7 @@ def add_history_sum(current, trace, k, lo, decay, weights, sigma, eta_d, gradien
 
     That is ``eta_d sum_{s=lo..k} a^{k-s} sum_l q_l (y_j - y_l^s) / sigma^2 K(y_j, y_l^s)``
     for each generated point ``y_j = current[j]``. ``trace`` (N_g, d, T + 1)
-    holds the history with the step axis last, so that every inner loop runs
+    contains the history with the step axis last, so that every inner loop runs
     over contiguous memory, and ``decay[T - m] = a^m``. ``squared``,
     ``values`` and ``scratch`` are work arrays of length at least T + 1.
     The kernel values come from ``exp_array``, whose loop LLVM vectorizes.
@@ -285,7 +285,7 @@ def simulate_config(
     """Run configuration ``c`` of a batch and fill entry ``c`` of every output.
 
     With ``chaos_noise > 0`` a twin run adds that relative noise to every
-    step; a final separation above ``CHAOS_LEVEL`` of the largest error marks
+    step. A final separation above ``CHAOS_LEVEL`` of the largest error marks
     the run chaotic, and its final values are reported as NaN.
     """
     n_generated, dim = generated_points.shape

@@ -42,6 +42,6 @@ MARGINAL_TOLERANCE = 1e-12
 # An eigenvalue whose imaginary part is below this fraction of its modulus is real.
 REAL_TOLERANCE = 1e-12
 # A twin run with relative noise of 1e-12 per step ends this far apart, relative to
-# the largest error, only when the dynamics amplify tiny differences without bound:
-# on the two-point study such runs separate by 30, all others by at most 3.4e-11.
+# the largest error, only when the dynamics amplify tiny differences without bound.
+# On the two-point study such runs separate by 16 and 25, all others by at most 4e-11.
 CHAOS_LEVEL = 1e-6

@@ -24,9 +24,9 @@ def _rho(true_weights, generated_weights, eta_d, eta_g, lam, sigma) -> np.ndarra
 def optimal_lam(true_weights, generated_weights, eta_d: float, eta_g: float, sigmas) -> dict[str, np.ndarray]:
     """Return, for each bandwidth, the ``lam`` in ``[0, 2 / eta_d)`` that minimizes ``rho_generator``.
 
-    A scan over ``SCAN_POINTS`` values (log-spaced near 0 and even-spaced up to
-    ``2 / eta_d``, beyond which the discriminator mode ``1 - eta_d lam``
-    diverges) finds the best neighbourhood; ``ZOOM_ROUNDS`` scans of
+    A scan over ``SCAN_POINTS`` values, log-spaced near 0 and even-spaced up
+    to ``2 / eta_d`` (beyond which the discriminator mode ``1 - eta_d lam``
+    diverges), finds the best neighbourhood. Then ``ZOOM_ROUNDS`` scans of
     ``ZOOM_POINTS`` across the bracket of the best point refine it. The
     minimum often sits where two eigenvalues collide, a kink that derivative
     based searches handle badly, so only function values are compared.

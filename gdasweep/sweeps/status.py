@@ -1,4 +1,4 @@
-"""What a store holds so far: completed blocks, phases and provenance."""
+"""The state of a store: completed blocks, phases so far and provenance."""
 
 from __future__ import annotations
 
