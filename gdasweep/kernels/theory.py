@@ -125,7 +125,8 @@ def predicted_phase(re, im):
         return phases.MARGINAL
     if modulus > 1.0:
         return phases.DIVERGES
-    if im == 0.0 and re > 0.0:
+    if im == 0.0 and re >= 0.0:
+        # z = 0 (a generator block that vanishes) reaches the fixed point without any sign change.
         return phases.CONVERGES_MONOTONE
     return phases.CONVERGES_OSCILLATING
 

@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 OBSERVED_COLORS = ["#1b9e77", "#7570b3", "#a6a6a6", "#d95f02", "#e7298a", "#000000"]
 PREDICTED_COLORS = ["#1b9e77", "#7570b3", "#a6a6a6", "#d95f02", "#e6ab02"]
 WORST_SHOWN = 10
+SCATTER_MAX_RHO = 1.2
 
 
 def _parse_where(items: list[str] | None, dataset) -> dict[str, float]:
@@ -63,6 +64,23 @@ def _axis_scale(values: np.ndarray) -> str:
     return "linear"
 
 
+def _edges(values: np.ndarray) -> np.ndarray:
+    """Return cell edges around sorted coordinate values, midway in the axis' own scale."""
+    values = np.asarray(values, dtype=float)
+    log = _axis_scale(values) == "log"
+    points = np.log10(values) if log else values
+    if points.size == 1:
+        edges = np.array([points[0] - 0.5, points[0] + 0.5])
+    else:
+        middle = (points[1:] + points[:-1]) / 2
+        edges = np.concatenate([[2 * points[0] - middle[0]], middle, [2 * points[-1] - middle[-1]]])
+    return 10.0**edges if log else edges
+
+
+def _mesh(ax, plane, x: str, y: str, values, **kwargs):
+    return ax.pcolormesh(_edges(plane[x].values), _edges(plane[y].values), values, shading="flat", **kwargs)
+
+
 def _decorate(ax, plane, x: str, y: str) -> None:
     ax.set_xscale(_axis_scale(plane[x].values))
     ax.set_yscale(_axis_scale(plane[y].values))
@@ -78,7 +96,7 @@ def _phase_map(ax, plane, name, meanings, colors, x, y):
     codes[codes < 0] = np.nan
     cmap = ListedColormap(colors[: len(meanings)])
     norm = BoundaryNorm(np.arange(len(meanings) + 1) - 0.5, cmap.N)
-    ax.pcolormesh(plane[x].values, plane[y].values, codes, cmap=cmap, norm=norm, shading="nearest")
+    _mesh(ax, plane, x, y, codes, cmap=cmap, norm=norm)
     present = sorted({int(c) for c in codes[np.isfinite(codes)].ravel()})
     ax.legend(handles=[Patch(color=colors[c], label=meanings[c]) for c in present], fontsize=7, loc="best")
     _decorate(ax, plane, x, y)
@@ -109,11 +127,12 @@ def _figures(plane, x, y, title, out: Path) -> list[Path]:
     agreement = np.asarray(plane.gda.agreement.values, dtype=float)
     from matplotlib.colors import ListedColormap
 
-    ax.pcolormesh(plane[x].values, plane[y].values, agreement, cmap=ListedColormap(["#d7301f", "#74c476"]),
-                  vmin=0, vmax=1, shading="nearest")
-    for line in plane.gda.boundary(x=x, y=y):
+    _mesh(ax, plane, x, y, agreement, cmap=ListedColormap(["#d7301f", "#74c476"]), vmin=0, vmax=1)
+    lines = plane.gda.boundary(x=x, y=y)
+    for line in lines:
         ax.plot(line[:, 0], line[:, 1], color="black", linewidth=1.2)
-    ax.plot([], [], color="black", label="predicted boundary rho_generator = 1")
+    if lines:
+        ax.plot([], [], color="black", label="predicted boundary rho_generator = 1")
     ax.plot([], [], "s", color="#d7301f", label="disagree")
     ax.plot([], [], "s", color="#74c476", label="agree")
     ax.legend(fontsize=7, loc="best")
@@ -132,23 +151,27 @@ def _figures(plane, x, y, title, out: Path) -> list[Path]:
     low, high = min(low, 1.0), max(high, 1.0)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
     for ax, values, label in ((axes[0], rho, "predicted rho_generator"), (axes[1], rate, "empirical decay rate")):
-        mesh = ax.pcolormesh(plane[x].values, plane[y].values, values, vmin=low, vmax=high, cmap="viridis",
-                             shading="nearest")
+        mesh = _mesh(ax, plane, x, y, values, vmin=low, vmax=high, cmap="viridis")
         ax.set_title(label)
         _decorate(ax, plane, x, y)
     fig.colorbar(mesh, ax=axes, extend="both", label="per-step factor (same scale in both panels)")
     paths.append(_save(fig, out / "rates.png"))
 
     fig, ax = plt.subplots(figsize=(5.5, 5), constrained_layout=True)
-    both = np.isfinite(rho) & np.isfinite(rate)
-    ax.scatter(rho[both], rate[both], s=4, alpha=0.5)
+    fitted = np.isfinite(rho) & np.isfinite(rate)
+    # Strongly unstable predictions (rho far above 1) end escaped with a rate near 1
+    # and would squeeze the rest of the plot into a corner.
+    both = fitted & (rho <= SCATTER_MAX_RHO)
+    ax.scatter(rho[both], rate[both], s=6, alpha=0.6)
     if both.any():
         span = [min(rho[both].min(), rate[both].min()), max(rho[both].max(), rate[both].max())]
         ax.plot(span, span, color="black", linewidth=1, label="empirical = predicted")
         ax.legend(fontsize=8)
     ax.set_xlabel("predicted rho_generator")
     ax.set_ylabel("empirical decay rate")
-    ax.set_title(f"{int(both.sum())} configurations with a fitted rate")
+    hidden = int(fitted.sum() - both.sum())
+    ax.set_title(f"{int(both.sum())} configurations with a fitted rate"
+                 + (f"\n({hidden} with rho_generator > {SCATTER_MAX_RHO} not shown)" if hidden else ""))
     paths.append(_save(fig, out / "rate_scatter.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
