@@ -7,7 +7,7 @@ directory is read-only or shared between incompatible CPUs. Numba checks a
 cached kernel against its own source file only, so after editing a kernel
 that another file's kernel calls, delete the ``*.nbi``/``*.nbc`` files.
 ``GDASWEEP_FASTMATH`` (default ``0``) lets LLVM reorder floating-point
-operations; results then depend on the CPU and no longer reproduce bit for
+operations. Results then depend on the CPU and no longer reproduce bit for
 bit, so enabling it emits a ``UserWarning``.
 """
 

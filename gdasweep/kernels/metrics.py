@@ -1,18 +1,18 @@
 """Per-run metrics computed from the generator error ``e_k`` at every step.
 
 The decay rate is fitted only after the curvature transient has decayed,
-``|1 - eta_d lam|^k < TRANSIENT_LEVEL`` (the curvature approaches its fixed
-point like that power from ``c^0 = 0``), and only while ``e_k`` stays above
-``FLOOR_LEVEL * e_0``: history terms of size ``e_0 a^m`` put the float64
-rounding floor near ``1e-16 e_0``, and a fit that ran into it would measure
-the floor instead of the dynamics.
+``|1 - eta_d lam|^k < TRANSIENT_LEVEL``, because the curvature approaches its
+fixed point like that power from ``c^0 = 0``. The fit also stops where
+``e_k`` falls below ``FLOOR_LEVEL * e_0``. History terms of size ``e_0 a^m``
+put the float64 rounding floor near ``1e-16 e_0``, and a fit that ran into it
+would measure the floor instead of the dynamics.
 
 When the error oscillates (a complex or negative dominant eigenvalue), the
 least-squares slope of ``log e_k`` is pulled down by the steps where ``e_k``
 passes near zero. With at least two local maxima of ``e_k`` in the window the
 fit uses only those, which follow the envelope ``|z|^k``. A window shorter
 than one oscillation has no such maxima, and a log-slope fit there measured
-rates off by 2e-3; it is fitted instead with an order-2 linear recurrence of
+rates off by 2e-3. Such a window is fitted instead with an order-2 linear recurrence of
 the signed displacement, which is exact for the two modes of the mean-mode
 block. Only when that fit is degenerate (a single real mode) does the plain
 log-slope fit remain. ``tests/test_metrics.py`` pins the accuracy on a grid.
@@ -168,9 +168,9 @@ def classify_run(errors, flips, start, stop, blowup, rate, sigma):
     Diverged: the state stopped being finite or the error grew past the bound.
     Escaped: the final error exceeds both ``e_0`` and ``ESCAPE_RADIUS * sigma``.
     Converged or oscillating: the fitted rate is below 1 and ``e_T < e_0``, or
-    ``e_T`` reached the floor; oscillating when the displacement reversed
-    inside the fit window (without a fitted rate: anywhere before ``e_k``
-    reached the floor).
+    ``e_T`` reached the floor. It is oscillating when the displacement
+    reversed inside the fit window, or, without a fitted rate, anywhere
+    before ``e_k`` reached the floor.
     Everything else has not converged within the steps simulated.
     """
     if blowup >= 0:

@@ -2,8 +2,8 @@
 
 Each true point with weight ``p`` and the generated points assigned to it
 (weights ``q_j``, total ``Q``, mass mismatch ``delta = p - Q``) form a
-cluster. Near ``y_j = x`` the discriminator's gradient is ``b + c (y - x)``;
-the curvature ``c`` relaxes with factor ``a = 1 - eta_d lam`` to
+cluster. Near ``y_j = x`` the discriminator's gradient is ``b + c (y - x)``.
+The curvature ``c`` relaxes with factor ``a = 1 - eta_d lam`` to
 ``c* = -delta / (lam sigma^2)``, and linearizing at ``c*`` gives the generator
 block, the ``(n + 1) x (n + 1)`` matrix of the recursion of ``(b, y_1..y_n)``:
 
@@ -14,7 +14,7 @@ block, the ``(n + 1) x (n + 1)`` matrix of the recursion of ``(b, y_1..y_n)``:
 With equal weights ``q`` the block splits into ``n - 1`` spread modes with
 eigenvalue ``1 + eta_g q c*`` and the 2 x 2 mean-mode block
 ``[[a, -eta_d Q / sigma^2], [eta_g q a, 1 + eta_g q c* - eta_g eta_d q Q / sigma^2]]``,
-whose determinant is ``a (1 + eta_g q c*)``; those are solved in closed form.
+whose determinant is ``a (1 + eta_g q c*)``. Both are solved in closed form.
 Unequal weights go through LAPACK's general eigenvalue solver.
 """
 

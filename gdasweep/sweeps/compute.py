@@ -94,9 +94,9 @@ def simulate(
     dict of ndarray
         ``error`` (n, n_record), ``final_error``, ``decay_rate`` (n,) float64;
         ``observed_phase`` (n,) int8; ``blowup_step`` and ``sign_changes``
-        (n,) int32 (``blowup_step`` is -1 when the run stayed finite and
-        bounded); ``final_position`` (n, N_g, d) float64; ``chaos_separation``
-        (n,) float64, NaN unless ``model.chaos_check``.
+        (n,) int32, where ``blowup_step`` is -1 when the run stayed finite and
+        bounded; ``final_position`` (n, N_g, d) float64; ``chaos_separation``
+        (n,) float64, which is NaN unless ``model.chaos_check``.
 
     Examples
     --------

@@ -78,7 +78,7 @@ class StoreLock:
 
         previous = _read_holder(fd)
         if previous:
-            logger.warning("taking over the lock of %s from %s, which no longer holds it", self.store,
+            logger.warning("taking over the lock of %s, left by %s, which no longer holds it", self.store,
                            _describe(previous))
         holder = {
             "host": socket.gethostname(),

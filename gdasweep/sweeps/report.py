@@ -191,12 +191,38 @@ def _figures(plane, x, y, title, out: Path) -> list[Path]:
     return paths
 
 
+def _worst_disagreements(dataset) -> list[str]:
+    """Return Markdown lines listing the disagreements whose prediction is farthest from marginal."""
+    worst = dataset.gda.disagreements()
+    if not worst.sizes.get("config", 0):
+        return []
+    confidence = np.abs(worst["rho_generator"].values - 1.0)
+    order = np.argsort(-np.nan_to_num(confidence, nan=-1.0))[:WORST_SHOWN]
+    lines = [
+        f"Worst disagreements (prediction farthest from marginal, {WORST_SHOWN} at most):",
+        "",
+        "| eta_d | eta_g | lam | sigma | observed | predicted | rho_generator | decay_rate |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i in order:
+        row = worst.isel(config=int(i))
+        lines.append(
+            f"| {float(row.eta_d):.6g} | {float(row.eta_g):.6g} | {float(row.lam):.6g} | {float(row.sigma):.6g} "
+            f"| {schema.OBSERVED_PHASES.get(int(row.observed_phase), '?')} "
+            f"| {schema.PREDICTED_PHASES.get(int(row.predicted_phase), '?')} "
+            f"| {float(row.rho_generator):.6f} | {float(row.decay_rate):.6f} |"
+        )
+    lines.append("")
+    return lines
+
+
 def _summary(dataset, fixed, x, y, out: Path, figures: list[Path]) -> Path:
     observed = dataset["observed_phase"].values.ravel()
     predicted = dataset["predicted_phase"].values.ravel()
     agreement = dataset.gda.agreement.values.ravel()
     comparable = int(np.isfinite(agreement).sum())
     agreeing = int(np.nansum(agreement))
+
     lines = [
         f"# gdasweep report: {dataset.attrs.get('study_source', '')}",
         "",
@@ -214,25 +240,8 @@ def _summary(dataset, fixed, x, y, out: Path, figures: list[Path]) -> Path:
         "Chaotic runs and predictions without a fixed point are not compared.",
         "",
     ]
-    worst = dataset.gda.disagreements()
-    if worst.sizes.get("config", 0):
-        confidence = np.abs(worst["rho_generator"].values - 1.0)
-        order = np.argsort(-np.nan_to_num(confidence, nan=-1.0))[:WORST_SHOWN]
-        lines += [
-            f"Worst disagreements (prediction farthest from marginal, {WORST_SHOWN} at most):",
-            "",
-            "| eta_d | eta_g | lam | sigma | observed | predicted | rho_generator | decay_rate |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for i in order:
-            row = worst.isel(config=int(i))
-            lines.append(
-                f"| {float(row.eta_d):.6g} | {float(row.eta_g):.6g} | {float(row.lam):.6g} | {float(row.sigma):.6g} "
-                f"| {schema.OBSERVED_PHASES.get(int(row.observed_phase), '?')} "
-                f"| {schema.PREDICTED_PHASES.get(int(row.predicted_phase), '?')} "
-                f"| {float(row.rho_generator):.6f} | {float(row.decay_rate):.6f} |"
-            )
-        lines.append("")
+    lines += _worst_disagreements(dataset)
+
     fixed_text = ", ".join(f"{axis} = {value:.6g}" for axis, value in fixed.items())
     lines += [f"Figures over {x} and {y}" + (f" at {fixed_text}" if fixed_text else "") + ":", ""]
     lines += [f"![{path.stem}]({path.name})" for path in figures]

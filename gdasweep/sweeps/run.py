@@ -236,9 +236,6 @@ def run_study(study: Study, *, client=None, progress: bool | None = None, overwr
 
 
 def _run_locked(study, chunks, done, create, client, progress) -> Summary:
-    from distributed import as_completed
-    from tqdm import tqdm
-
     n_blocks = int(np.prod(get_block_count(study.shape, chunks)))
     todo = [index for index in range(n_blocks) if index not in done]
     logger.info("study %s: %d configurations in %d blocks of up to %d, %d to compute", study.source,
@@ -268,7 +265,7 @@ def _run_locked(study, chunks, done, create, client, progress) -> Summary:
     summary = Summary(resumed=len(done))
     try:
         if todo:
-            _compute_blocks(client, study, chunks, todo, summary, progress, as_completed, tqdm)
+            _compute_blocks(client, study, chunks, todo, summary, progress)
     finally:
         if own_client:
             client.close()
@@ -286,7 +283,11 @@ def _run_locked(study, chunks, done, create, client, progress) -> Summary:
     return summary
 
 
-def _compute_blocks(client, study, chunks, todo, summary, progress, as_completed, tqdm) -> None:
+def _compute_blocks(client, study, chunks, todo, summary, progress) -> None:
+    """Run the blocks ``todo`` on ``client`` and add their task counts and kernel time to ``summary``."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
     shared_study = client.scatter(study, broadcast=True)
     futures = client.map(run_block, [shared_study] * len(todo), [chunks] * len(todo), todo)
     maybe_fail("submit")
