@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with the package and its test extra installed)::
 
-    python benchmarks/run.py            # the full set, about 12 minutes on 2 cores
+    python benchmarks/run.py            # the full set, about 15 minutes on 2 cores
     python benchmarks/run.py --quick    # smaller studies, about 2 minutes
 
 Every comparison runs in this one invocation, so the ratios compare
@@ -128,8 +128,9 @@ def relative_difference(history, reference) -> float:
 
 def compare_kernels(config: str, numpy_configs: int, rows: list[list[str]], notes: list[str]) -> None:
     study = load_study(ROOT / "configs" / config)
-    # The plain loop and NumPy run no chaos check, so neither does the kernel here.
-    model = dataclasses.replace(study.model, chaos_check=False)
+    # The plain loop and NumPy run no chaos check and sum the history directly,
+    # so the kernel here does the same.
+    model = dataclasses.replace(study.model, chaos_check=False, method="direct")
     params = grid_parameters(study)
     n = params[0].size
     numba.set_num_threads(1)
@@ -156,7 +157,7 @@ def compare_kernels(config: str, numpy_configs: int, rows: list[list[str]], note
     per_batched = batched_seconds / n
     per_plain = plain_seconds / n
     per_numpy = numpy_seconds / len(on_numpy)
-    rows.append([f"exact kernel, {config}, one core", f"{per_batched * 1e3:.3f} ms/config",
+    rows.append([f"exact kernel (direct sum), {config}, one core", f"{per_batched * 1e3:.3f} ms/config",
                  f"{per_numpy / per_batched:.0f}x NumPy ({per_numpy:.2f} s/config, {len(on_numpy)} configs)",
                  f"{per_plain / per_batched:.2f}x plain Numba loop ({per_plain * 1e3:.3f} ms/config)"])
 
@@ -177,6 +178,46 @@ def compare_kernels(config: str, numpy_configs: int, rows: list[list[str]], note
         # decayed to 1e-30: there the order of additions shows at the 1e-12 level.
         note += f"; final positions differ by at most {final_worst:.1e} of their own size"
     notes.append(note)
+
+
+def compare_methods(quick: bool, rows: list[list[str]], notes: list[str]) -> None:
+    """Time the expansion against the direct sum on the two-point study, and at ten times the steps."""
+    study = load_study(ROOT / "configs" / "two_point.toml")
+    params = grid_parameters(study)
+    n = params[0].size
+    numba.set_num_threads(1)
+    base = dataclasses.replace(study.model, chaos_check=False)
+
+    def per_config(method: str, steps: int, repeats: int) -> tuple[float, dict]:
+        model = dataclasses.replace(base, method=method, steps=steps, record_every=steps // 100)
+        simulate(model, *(p[:1] for p in params))
+        out = simulate(model, *params)
+        return best_of(repeats, lambda: simulate(model, *params)) / n, out
+
+    direct, direct_out = per_config("direct", 1000, 3)
+    expanded, expanded_out = per_config("expansion", 1000, 5)
+    rows.append(["expansion kernel, two_point.toml (T = 1000), one core", f"{expanded * 1e6:.1f} us/config",
+                 f"{direct / expanded:.1f}x direct sum ({direct * 1e3:.3f} ms/config)", ""])
+    long_steps = 3000 if quick else 10000
+    expanded_long, long_out = per_config("expansion", long_steps, 3)
+    rows.append([f"expansion kernel, two_point.toml, T = {long_steps} against T = 1000",
+                 f"{expanded_long * 1e6:.1f} against {expanded * 1e6:.1f} us/config",
+                 f"{expanded_long / expanded:.2f}x for {long_steps // 1000}x the steps", ""])
+    if not quick:
+        direct_long, _ = per_config("direct", long_steps, 1)
+        rows.append([f"direct sum, two_point.toml, T = {long_steps} against T = 1000",
+                     f"{direct_long * 1e3:.1f} against {direct * 1e3:.3f} ms/config",
+                     f"{direct_long / direct:.1f}x for {long_steps // 1000}x the steps",
+                     f"expansion {direct_long / expanded_long:.0f}x faster at T = {long_steps}"])
+
+    finite = np.isfinite(direct_out["error"]) & np.isfinite(expanded_out["error"])
+    gap = np.where(finite, np.abs(direct_out["error"] - expanded_out["error"]), 0.0).max() / 0.1
+    switched = int((expanded_out["switch_step"] >= 0).sum())
+    notes.append(
+        f"two_point.toml, expansion against direct sum at T = 1000: recorded errors differ by at most "
+        f"{gap:.1e} of e_0; {switched} of {n} configurations left their centres and finished with the "
+        f"direct sum; T = {long_steps}: {int((long_out['switch_step'] >= 0).sum())} did"
+    )
 
 
 def run_command(command: list[str], cwd: Path) -> tuple[float, str]:
@@ -206,9 +247,10 @@ def store_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def write_study(path: Path, *, lam_count: int, sigma_count: int, steps: int, store: str) -> None:
+def write_study(path: Path, *, lam_count: int, sigma_count: int, steps: int, store: str, method="auto") -> None:
     path.write_text(f"""seed = 4
 [model]
+method = "{method}"
 steps = {steps}
 record_every = 10
 true_points = [[0.0]]
@@ -227,11 +269,15 @@ store = "{store}"
 def compare_workers(work: Path, quick: bool, rows: list[list[str]]) -> None:
     if quick:
         study = work / "phase_small.toml"
-        write_study(study, lam_count=60, sigma_count=60, steps=1000, store="unused.zarr")
-        label, configs = "phase diagram 60 x 60", 3600
+        write_study(study, lam_count=60, sigma_count=60, steps=1000, store="unused.zarr", method="direct")
+        label, configs = "phase diagram 60 x 60, direct sum", 3600
     else:
-        study = ROOT / "configs" / "phase_diagram.toml"
-        label, configs = "configs/phase_diagram.toml", load_study(study).n_configs
+        # The direct sum keeps the job long enough that the fixed cost of
+        # starting the cluster does not hide the scaling.
+        study = work / "phase_diagram_direct.toml"
+        text = (ROOT / "configs" / "phase_diagram.toml").read_text()
+        study.write_text(text.replace("[model]\n", '[model]\nmethod = "direct"\n', 1))
+        label, configs = "configs/phase_diagram.toml with method = \"direct\"", load_study(study).n_configs
     one, out_one = run_cli([str(study), "--workers", "1", "--store", "pd1.zarr"], work)
     two, out_two = run_cli([str(study), "--workers", "2", "--store", "pd2.zarr"], work)
     rows.append([f"{label}, 2 workers against 1", f"{two:.1f} s against {one:.1f} s", f"{one / two:.2f}x", ""])
@@ -244,8 +290,8 @@ def compare_workers(work: Path, quick: bool, rows: list[list[str]]) -> None:
 def run_million(work: Path, quick: bool, rows: list[list[str]]) -> None:
     if quick:
         study = work / "million_small.toml"
-        write_study(study, lam_count=100, sigma_count=100, steps=300, store="unused.zarr")
-        label, configs = "10^4 configurations, T = 300", 10**4
+        write_study(study, lam_count=100, sigma_count=100, steps=1000, store="unused.zarr")
+        label, configs = "10^4 configurations, T = 1000", 10**4
     else:
         study = ROOT / "configs" / "million.toml"
         label, configs = "configs/million.toml", 10**6
@@ -294,6 +340,7 @@ def main() -> None:
     notes: list[str] = []
     compare_kernels("two_point.toml", 1 if args.quick else 3, rows, notes)
     compare_kernels("ring.toml", 1, rows, notes)
+    compare_methods(args.quick, rows, notes)
     measure_theory(args.quick, rows)
     with tempfile.TemporaryDirectory(prefix="gdasweep-bench-") as directory:
         work = Path(directory)

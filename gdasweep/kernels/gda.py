@@ -24,15 +24,18 @@ import numpy as np
 from numba import float64, int8, int32, int64, njit, prange, uint64, void
 
 from .._compile_options import CACHE, FASTMATH
-from . import phases
+from . import expansion, phases, step
 from .fastexp import exp_array
-from .gaussian import add_weighted_gradient_sum
 from .metrics import classify_run, fit_decay_rate, transient_end
 
 _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
 
+#: Codes of the ``method`` output: how a run started computing its history term.
+DIRECT = 0
+EXPANSION = 1
 
-@njit(float64(float64[:, ::1], float64[::1], float64[:, ::1], int64[::1]), **_JIT)
+
+@njit(float64(float64[:, ::1], float64[::1], float64[:, ::1], int64[::1]), inline="always", **_JIT)
 def generator_error(positions, weights, true_points, nearest):
     """Return ``sqrt(sum_j q_j |y_j - x_{nearest[j]}|^2 / sum_j q_j)``."""
     total = 0.0
@@ -59,7 +62,7 @@ def _weighted_distance(first, second, weights):
     return math.sqrt(total / weights.sum())
 
 
-@njit(float64(float64[:, ::1], float64[:, ::1], float64[::1], float64[:, ::1], int64[::1]), **_JIT)
+@njit(float64(float64[:, ::1], float64[:, ::1], float64[::1], float64[:, ::1], int64[::1]), inline="always", **_JIT)
 def displacement_overlap(current, previous, weights, true_points, nearest):
     """Return ``sum_j q_j <y_j - x_a(j), y'_j - x_a(j)>``; negative means a reversal."""
     total = 0.0
@@ -152,8 +155,6 @@ def add_history_sum(current, trace, k, lo, decay, weights, sigma, eta_d, gradien
 _SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _SPLITMIX_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _SPLITMIX_MUL2 = np.uint64(0x94D049BB133111EB)
-_LCG_MUL = np.uint64(6364136223846793005)
-_LCG_ADD = np.uint64(1442695040888963407)
 
 
 @njit(uint64(int64, int64), **_JIT)
@@ -173,19 +174,27 @@ def noise_key(seed, index):
     int64(
         float64[:, ::1], float64[::1], float64[::1], float64, float64, float64, float64,
         float64, float64, int64[::1], float64[:, :, ::1], float64[::1], int32[::1],
-        float64[:, ::1], float64, uint64,
+        float64[:, ::1], float64, uint64, int64, float64, float64, int64[::1],
     ),
     **_JIT,
 )
 def run_gda_perturbed(
     true_points, true_weights, generated_weights, eta_d, eta_g, lam, sigma,
     history_tolerance, divergence_factor, nearest, history, errors, flips, gradient, noise, key,
+    order, radius, reach, switch,
 ):
     """Run the GDA loop, adding ``noise |y| (+1 or -1)`` to every new coordinate.
 
     The signs come from a linear congruential stream started at ``key``. With
-    ``noise = 0`` this is ``run_gda``. A relative noise of 1e-12 mimics the
-    rounding differences between two float64 implementations.
+    ``noise = 0`` and ``order = 0`` this is ``run_gda``. A relative noise of
+    1e-12 mimics the rounding differences between two float64 implementations.
+
+    With ``order > 0`` the history term comes from expansions of that
+    truncation order with sources within ``radius`` sigma of their centre
+    (``gdasweep.kernels.expansion``), which ignores ``history_tolerance``.
+    History terms more than ``reach`` sigma away are left out. ``switch[0]``
+    receives the step from which the run used the direct sum instead, or -1
+    if it never did.
     """
     steps = history.shape[0] - 1
     n_generated, dim = history.shape[1], history.shape[2]
@@ -209,42 +218,67 @@ def run_gda_perturbed(
         for axis in range(dim):
             trace[j, axis, 0] = history[0, j, axis]
 
-    errors[0] = generator_error(history[0], generated_weights, true_points, nearest)
+    switch[0] = -1
+    errors[0] = step.error_at(history, 0, generated_weights, true_points, nearest)
     flips[0] = 0
     bound = divergence_factor * max(errors[0], sigma)
     w = 0.0
+    start = 0
+    blowup = -1
+    if order > 0:
+        start, w, state, blowup = expansion.run_expansion_steps(
+            true_points, true_weights, generated_weights, eta_d, eta_g, lam, sigma, bound, nearest,
+            history, errors, flips, gradient, trace, noise, state, order, radius, reach,
+        )
+        if blowup < 0 and start < steps:
+            switch[0] = start
 
-    for k in range(steps):
+    # The direct sum: for the whole run, or pruned from the step at which
+    # an expansion run left its centres.
+    pruned = switch[0] >= 0
+    if pruned:
+        blocks = steps // expansion.BLOCK + 1
+        box_low = np.empty((n_generated, dim, blocks))
+        box_high = np.empty((n_generated, dim, blocks))
+        for s in range(start + 1):
+            expansion.update_boxes(trace, s, box_low, box_high)
+    else:
+        box_low = np.empty((0, 0, 0))
+        box_high = np.empty((0, 0, 0))
+
+    for k in range(start, steps if blowup < 0 else start):
         w = a * w + eta_d
         current = history[k]
-        gradient[:, :] = 0.0
-        add_weighted_gradient_sum(current, true_points, true_weights, sigma, w, gradient)
-        lo = max(0, k - memory + 1)
-        if lo <= k:
-            add_history_sum(current, trace, k, lo, decay, generated_weights, sigma, eta_d, gradient,
-                            squared, values, scratch)
-
-        following = history[k + 1]
         for j in range(n_generated):
-            step = eta_g * generated_weights[j]
             for axis in range(dim):
-                following[j, axis] = current[j, axis] + step * gradient[j, axis]
-                if noise > 0.0:
-                    state = state * _LCG_MUL + _LCG_ADD
-                    sign = 1.0 if (state >> np.uint64(63)) == np.uint64(1) else -1.0
-                    following[j, axis] += noise * abs(following[j, axis]) * sign
-                trace[j, axis, k + 1] = following[j, axis]
+                gradient[j, axis] = 0.0
+        step.add_true_gradient(history, k, true_points, true_weights, sigma, w, gradient)
+        if pruned:
+            expansion.add_pruned_history_sum(
+                current, trace, k, decay, generated_weights, sigma, eta_d, reach, box_low, box_high,
+                gradient, squared, values, scratch,
+            )
+        else:
+            lo = max(0, k - memory + 1)
+            if lo <= k:
+                add_history_sum(current, trace, k, lo, decay, generated_weights, sigma, eta_d, gradient,
+                                squared, values, scratch)
 
-        error = generator_error(following, generated_weights, true_points, nearest)
-        errors[k + 1] = error
-        reversed_ = displacement_overlap(following, current, generated_weights, true_points, nearest) < 0.0
-        flips[k + 1] = flips[k] + (1 if reversed_ else 0)
-        if not (error <= bound):
-            errors[k + 2:] = np.nan
-            history[k + 2:] = np.nan
-            flips[k + 2:] = flips[k + 1]
-            return k + 1
-    return -1
+        state, blown = step.advance(
+            history, k, gradient, generated_weights, eta_g, noise, state, trace, errors, flips,
+            true_points, nearest, bound,
+        )
+        if pruned:
+            expansion.update_boxes(trace, k + 1, box_low, box_high)
+        if blown:
+            blowup = k + 1
+            break
+
+    if blowup >= 0:
+        errors[blowup + 1:] = np.nan
+        history[blowup + 1:] = np.nan
+        flips[blowup + 1:] = flips[blowup]
+    return blowup
 
 
 @njit(
@@ -272,6 +306,7 @@ def run_gda(
     return run_gda_perturbed(
         true_points, true_weights, generated_weights, eta_d, eta_g, lam, sigma,
         history_tolerance, divergence_factor, nearest, history, errors, flips, gradient, 0.0, np.uint64(0),
+        0, 0.0, 0.0, np.full(1, -1, dtype=np.int64),
     )
 
 
@@ -279,10 +314,16 @@ def run_gda(
 def simulate_config(
     c, true_points, true_weights, generated_points, generated_weights, nearest,
     eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-    chaos_noise, seed, config_index,
+    chaos_noise, seed, config_index, order, radius, reach,
     trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
+    method, switch_step,
 ):
     """Run configuration ``c`` of a batch and fill entry ``c`` of every output.
+
+    ``order[c] > 0`` computes the history term by expansions of that order and
+    trust radius ``radius[c]`` (in units of sigma); ``method[c]`` records 1
+    then, 0 for the direct sum, and ``switch_step[c]`` the step from which the
+    run fell back to the direct sum (-1: never).
 
     With ``chaos_noise > 0`` a twin run adds that relative noise to every
     step. A final separation above ``CHAOS_LEVEL`` of the largest error marks
@@ -295,10 +336,14 @@ def simulate_config(
     gradient = np.empty((n_generated, dim))
     history[0] = generated_points
 
-    blowup = run_gda(
+    switch = np.full(1, -1, dtype=np.int64)
+    blowup = run_gda_perturbed(
         true_points, true_weights, generated_weights, eta_d[c], eta_g[c], lam[c], sigma[c],
-        history_tolerance, divergence_factor, nearest, history, errors, flips, gradient,
+        history_tolerance, divergence_factor, nearest, history, errors, flips, gradient, 0.0, np.uint64(0),
+        order[c], radius[c], reach, switch,
     )
+    method[c] = EXPANSION if order[c] > 0 else DIRECT
+    switch_step[c] = switch[0]
 
     for r in range(record_steps.shape[0]):
         trajectory[c, r] = errors[record_steps[r]]
@@ -315,11 +360,11 @@ def simulate_config(
     stop = steps if blowup < 0 else blowup - 1
     projection = np.zeros(steps + 1)
     if 0 <= start <= stop:
-        norm = displacement_overlap(history[start], history[start], generated_weights, true_points, nearest)
+        # A point exactly on its true point at ``start`` leaves the projection 0.
+        norm = step.overlap_at(history, start, start, generated_weights, true_points, nearest)
         for k in range(start, stop + 1):
-            projection[k] = displacement_overlap(
-                history[k], history[start], generated_weights, true_points, nearest
-            ) / norm
+            overlap = step.overlap_at(history, k, start, generated_weights, true_points, nearest)
+            projection[k] = overlap / norm if norm > 0.0 else 0.0
     decay_rate[c] = fit_decay_rate(errors, projection, start, stop)
     phase[c] = classify_run(errors, flips, start, stop, blowup, decay_rate[c], sigma[c])
 
@@ -331,6 +376,7 @@ def simulate_config(
             true_points, true_weights, generated_weights, eta_d[c], eta_g[c], lam[c], sigma[c],
             history_tolerance, divergence_factor, nearest, twin, np.empty(steps + 1),
             np.empty(steps + 1, dtype=np.int32), gradient, chaos_noise, noise_key(seed, config_index[c]),
+            order[c], radius[c], reach, np.full(1, -1, dtype=np.int64),
         )
         largest = errors.max()
         if twin_blowup >= 0:
@@ -348,9 +394,9 @@ def simulate_config(
 _BATCH_SIGNATURE = void(
     float64[:, ::1], float64[::1], float64[:, ::1], float64[::1], int64[::1],
     float64[::1], float64[::1], float64[::1], float64[::1], int64, float64, float64,
-    int64[::1], float64, int64, int64[::1],
+    int64[::1], float64, int64, int64[::1], int64[::1], float64[::1], float64,
     float64[:, ::1], float64[::1], float64[::1], int8[::1], int32[::1],
-    int32[::1], float64[:, :, ::1], float64[::1],
+    int32[::1], float64[:, :, ::1], float64[::1], int8[::1], int32[::1],
 )
 
 # Two compiled drivers of the same loop, kept as two Python functions because
@@ -365,16 +411,18 @@ _BATCH_SIGNATURE = void(
 def simulate_batch_serial(
     true_points, true_weights, generated_points, generated_weights, nearest,
     eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-    chaos_noise, seed, config_index,
+    chaos_noise, seed, config_index, order, radius, reach,
     trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
+    method, switch_step,
 ):
     """Run every configuration of the batch, one after another."""
     for c in range(eta_d.shape[0]):
         simulate_config(
             c, true_points, true_weights, generated_points, generated_weights, nearest,
             eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-            chaos_noise, seed, config_index,
+            chaos_noise, seed, config_index, order, radius, reach,
             trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
+            method, switch_step,
         )
 
 
@@ -382,16 +430,18 @@ def simulate_batch_serial(
 def simulate_batch_parallel(
     true_points, true_weights, generated_points, generated_weights, nearest,
     eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-    chaos_noise, seed, config_index,
+    chaos_noise, seed, config_index, order, radius, reach,
     trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
+    method, switch_step,
 ):
     """Run the configurations of the batch on Numba's threads."""
     for c in prange(eta_d.shape[0]):
         simulate_config(
             c, true_points, true_weights, generated_points, generated_weights, nearest,
             eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-            chaos_noise, seed, config_index,
+            chaos_noise, seed, config_index, order, radius, reach,
             trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
+            method, switch_step,
         )
 
 

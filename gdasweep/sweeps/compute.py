@@ -12,6 +12,7 @@ import logging
 import numpy as np
 
 from ..kernels import gda, phases, theory
+from .expansion import get_reach, plan_methods
 from .grid import get_record_steps
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ DIVERGENCE_FACTOR = phases.DIVERGENCE_FACTOR
 
 SIMULATION_OUTPUTS = (
     "error", "final_error", "decay_rate", "observed_phase", "blowup_step",
-    "sign_changes", "final_position", "chaos_separation",
+    "sign_changes", "final_position", "chaos_separation", "method", "switch_step",
 )
 THEORY_OUTPUTS = (
     "rho_generator", "dominant_real", "dominant_imag", "rho_total",
@@ -96,7 +97,10 @@ def simulate(
         ``observed_phase`` (n,) int8; ``blowup_step`` and ``sign_changes``
         (n,) int32, where ``blowup_step`` is -1 when the run stayed finite and
         bounded; ``final_position`` (n, N_g, d) float64; ``chaos_separation``
-        (n,) float64, which is NaN unless ``model.chaos_check``.
+        (n,) float64, which is NaN unless ``model.chaos_check``; ``method``
+        (n,) int8, 1 where the history term came from expansions and 0 where
+        from the direct sum; ``switch_step`` (n,) int32, the step from which
+        an expansion run used the direct sum, -1 if it never did.
 
     Examples
     --------
@@ -141,7 +145,10 @@ def simulate(
         "sign_changes": np.empty(n, dtype=np.int32),
         "final_position": np.empty((n, n_generated, dim)),
         "chaos_separation": np.empty(n),
+        "method": np.empty(n, dtype=np.int8),
+        "switch_step": np.empty(n, dtype=np.int32),
     }
+    order, radius = plan_methods(model, sigma)
     driver = gda.simulate_batch_parallel if parallel else gda.simulate_batch_serial
     logger.debug("simulating %d configurations, parallel=%s", n, parallel)
     driver(
@@ -152,9 +159,10 @@ def simulate(
         nearest_true_points(model.true_points, model.generated_points),
         eta_d, eta_g, lam, sigma,
         np.int64(model.steps), float(model.history_tolerance), DIVERGENCE_FACTOR, recorded,
-        chaos_noise, np.int64(seed), config_index,
+        chaos_noise, np.int64(seed), config_index, order, radius, get_reach(model.expansion_tolerance),
         out["error"], out["final_error"], out["decay_rate"], out["observed_phase"],
         out["blowup_step"], out["sign_changes"], out["final_position"], out["chaos_separation"],
+        out["method"], out["switch_step"],
     )
     return out
 

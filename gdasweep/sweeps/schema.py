@@ -78,6 +78,14 @@ SIMULATION_VARIABLES = {
         "long_name": "step at which the state stopped being finite or bounded",
         "description": "-1: never; -2: not computed",
     }),
+    "method": ((), np.int8, {
+        "long_name": "method that computed the history term of the GDA step",
+        **_flags({0: "direct", 1: "expansion"}),
+    }),
+    "switch_step": ((), np.int32, {
+        "long_name": "step from which an expansion run used the direct sum",
+        "description": "-1: never, or a direct run; -2: not computed",
+    }),
     "sign_changes": ((), np.int32, {
         "long_name": "number of steps at which the displacement reversed",
         "description": "steps k with sum_j q_j <d_j^k, d_j^(k-1)> < 0, d_j the displacement "
@@ -142,4 +150,4 @@ def get_fill_value(name: str, dtype) -> float | int:
     """Return the value that marks a configuration not computed yet."""
     if np.dtype(dtype).kind == "f":
         return np.nan
-    return -2 if name == "blowup_step" else NOT_COMPUTED
+    return -2 if name in ("blowup_step", "switch_step") else NOT_COMPUTED

@@ -41,6 +41,8 @@ _MODEL_KEYS = (
     "save_positions",
     "chaos_check",
     "chaos_noise",
+    "method",
+    "expansion_tolerance",
     "true_points",
     "true_weights",
     "generated_points",
@@ -88,6 +90,13 @@ class StudyError(ValueError):
         self.value = value
 
 
+#: Values of ``model.method``: how the history term of the GDA step is computed.
+METHODS = ("auto", "direct", "expansion")
+
+#: Largest dimension of the points for which ``method = "expansion"`` is allowed.
+MAX_EXPANSION_DIMENSION = 3
+
+
 class Kernel(enum.Enum):
     """Kernel of the discriminator."""
 
@@ -113,6 +122,8 @@ class Model:
     save_positions: bool
     chaos_check: bool = False      # run a twin with per-step noise and flag chaotic runs
     chaos_noise: float = 1e-12     # relative noise added to every coordinate of the twin, per step
+    method: str = "auto"           # "direct", "expansion" or "auto" (expansion where cheaper)
+    expansion_tolerance: float = 1e-16  # bound on the expansion's error per kernel gradient term
 
 
 @dataclass(frozen=True)
@@ -298,6 +309,10 @@ def _check_model(table: dict) -> Model:
     chaos_noise = _check_number(_get(table, "chaos_noise", "model", 1e-12), "model.chaos_noise")
     if not 0.0 < chaos_noise <= 1e-3:
         raise _invalid("model.chaos_noise", chaos_noise, "must be > 0 and <= 1e-3")
+    method = _check_method(_get(table, "method", "model", "auto"), true_points.shape[1], tolerance)
+    expansion_tolerance = _check_number(_get(table, "expansion_tolerance", "model", 1e-16), "model.expansion_tolerance")
+    if not 1e-20 <= expansion_tolerance <= 1e-6:
+        raise _invalid("model.expansion_tolerance", expansion_tolerance, "must be >= 1e-20 and <= 1e-6")
 
     return Model(
         true_points=true_points,
@@ -311,6 +326,8 @@ def _check_model(table: dict) -> Model:
         save_positions=save_positions,
         chaos_check=chaos_check,
         chaos_noise=chaos_noise,
+        method=method,
+        expansion_tolerance=expansion_tolerance,
     )
 
 
@@ -453,6 +470,25 @@ def _check_kernel(value: object, key: str) -> Kernel:
     if not isinstance(value, str) or value not in names:
         raise _invalid(key, value, f"must be one of: {', '.join(names)}")
     return Kernel(value)
+
+
+def _check_method(value: object, dimension: int, history_tolerance: float) -> str:
+    key = "model.method"
+    if not isinstance(value, str) or value not in METHODS:
+        raise _invalid(key, value, f"must be one of: {', '.join(METHODS)}")
+    if value == "expansion" and dimension > MAX_EXPANSION_DIMENSION:
+        raise _invalid(
+            key, value,
+            f"the expansion supports points of dimension <= {MAX_EXPANSION_DIMENSION}, but the model's points "
+            f"have {dimension}; use \"direct\" or \"auto\"",
+        )
+    if value == "expansion" and history_tolerance > 0.0:
+        raise _invalid(
+            key, value,
+            f"the expansion keeps every history term, so model.history_tolerance must be 0, "
+            f"not {history_tolerance!r}; use \"direct\" or \"auto\"",
+        )
+    return value
 
 
 def _check_tolerance(value: object, key: str) -> float:

@@ -58,6 +58,7 @@ def _build_template(study: Study, chunks: tuple[int, ...]):
     import xarray as xr
 
     from ..kernels import phases
+    from .expansion import get_reach
     from .grid import get_record_steps
 
     model = study.model
@@ -98,6 +99,9 @@ def _build_template(study: Study, chunks: tuple[int, ...]):
         "steps": model.steps,
         "record_every": model.record_every,
         "history_tolerance": model.history_tolerance,
+        "method": model.method,
+        "expansion_tolerance": model.expansion_tolerance,
+        "expansion_reach": get_reach(model.expansion_tolerance),
         "divergence_factor": phases.DIVERGENCE_FACTOR,
         "transient_level": phases.TRANSIENT_LEVEL,
         "floor_level": phases.FLOOR_LEVEL,
