@@ -238,6 +238,27 @@ def _offset_squared(history, k, i, centres, m, inverse_sigma, u):
 
 
 @njit(inline="always", **_JIT)
+def _decay(scale, floor, centre_mass, n_centres, coefficients, n_terms):
+    """Return the common factor of the coefficients, folding it into them outside [1e-100, 1e100].
+
+    Folding sets coefficients below ``floor`` to 0 and frees the centres
+    whose mass fell below it.
+    """
+    if RESCALE_LOW <= abs(scale) <= RESCALE_HIGH:
+        return scale
+    for m in range(n_centres[0]):
+        for t in range(n_terms):
+            value = coefficients[m, t] * scale
+            coefficients[m, t] = value if abs(value) >= floor else 0.0
+        centre_mass[m] *= abs(scale)
+        if centre_mass[m] < floor:
+            centre_mass[m] = 0.0
+            for t in range(n_terms):
+                coefficients[m, t] = 0.0
+    return 1.0
+
+
+@njit(inline="always", **_JIT)
 def add_expansion_sum(
     history, k, a, scale, weights, floor, sigma, eta_d, true_points, radius, reach,
     exponents, raised, raise_factor, factors, smallest,
@@ -264,18 +285,7 @@ def add_expansion_sum(
     n_terms = exponents.shape[0]
     inverse_sigma = 1.0 / sigma
 
-    scale *= a
-    if not (RESCALE_LOW <= abs(scale) <= RESCALE_HIGH):
-        for m in range(n_centres[0]):
-            for t in range(n_terms):
-                value = coefficients[m, t] * scale
-                coefficients[m, t] = value if abs(value) >= floor else 0.0
-            centre_mass[m] *= abs(scale)
-            if centre_mass[m] < floor:
-                centre_mass[m] = 0.0
-                for t in range(n_terms):
-                    coefficients[m, t] = 0.0
-        scale = 1.0
+    scale = _decay(scale * a, floor, centre_mass, n_centres, coefficients, n_terms)
 
     # A point that fits no centre goes to centre 0 and the result is
     # discarded: returning early from here made Numba keep reference-count
@@ -400,18 +410,7 @@ def add_expansion_sum_point(
     x = history[k, 0, 0]
     q = weights[0]
 
-    scale *= a
-    if not (RESCALE_LOW <= abs(scale) <= RESCALE_HIGH):
-        for m in range(n_centres[0]):
-            for t in range(n_terms):
-                value = coefficients[m, t] * scale
-                coefficients[m, t] = value if abs(value) >= floor else 0.0
-            centre_mass[m] *= abs(scale)
-            if centre_mass[m] < floor:
-                centre_mass[m] = 0.0
-                for t in range(n_terms):
-                    coefficients[m, t] = 0.0
-        scale = 1.0
+    scale = _decay(scale * a, floor, centre_mass, n_centres, coefficients, n_terms)
 
     own = -1
     for c in range(n_centres[0]):
