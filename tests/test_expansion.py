@@ -19,9 +19,9 @@ DATA = pathlib.Path(__file__).parent / "data"
 # Trajectories of the two methods agree to this fraction of e_0, absolute.
 TOLERANCE = 1e-10
 # Two twins of the direct run change it about as much as a second float64
-# implementation would: one moves every point by TWIN_OFFSET, which changes
-# only the rounding of every coordinate difference, and the chaos check adds
-# TWIN_NOISE relative noise at every step (it skips runs that blew up). A
+# implementation would. One moves every point by TWIN_OFFSET, which changes
+# only the rounding of every coordinate difference. The chaos check adds
+# TWIN_NOISE relative noise at every step, and skips runs that blew up. A
 # configuration whose twins move by more than TOLERANCE * e_0 cannot be
 # reproduced to that level by any implementation, so it is left out. One
 # twin samples the rounding differences once, so the threshold is a tenth of
@@ -197,13 +197,22 @@ def test_power_table_has_no_subnormal_entries():
         assert np.all(np.abs(expected[~kept]) < expansion.NEGLIGIBLE_POWER)
 
 
-def test_long_converging_run_stays_clear_of_subnormal_numbers():
-    # lam = 0.1 decays the error below 1e-300 in 20,000 steps; the positions
-    # then sit at the true point while the coefficients keep their size.
-    model = make_model([[0.0]], [[0.1]], [1.0], steps=20000, method="expansion")
-    out = compute.simulate(model, 1.0, 0.1, 0.1, 1.0)
-    assert out["error"][0, -1] == 0.0 or out["error"][0, -1] > np.finfo(float).tiny
-    assert out["switch_step"][0] == -1
+def test_decay_flushes_coefficients_before_subnormal():
+    coefficients = np.array([[1.0, 1e-60, 1e-200, 0.0], [1e-120, 1e-130, 0.0, 0.0]])
+    centre_mass = np.array([1.0, 1e-120])
+    n_centres = np.array([2])
+    floor = expansion.NEGLIGIBLE_COEFFICIENT
+    scale = expansion._decay(1e-120, floor, centre_mass, n_centres, coefficients, 3)
+    assert scale == 1.0
+    np.testing.assert_array_equal(coefficients[0], [1e-120, 0.0, 0.0, 0.0])
+    assert centre_mass[1] == 0.0  # the second centre's mass fell below the floor, so it is free
+    assert np.all(coefficients[1] == 0.0)
+    nonzero = np.abs(coefficients[coefficients != 0.0])
+    assert nonzero.min() >= floor
+
+    kept = np.array([[2.0, 3.0, 0.0, 0.0]])
+    assert expansion._decay(0.5, floor, np.array([1.0]), np.array([1]), kept, 3) == 0.5
+    np.testing.assert_array_equal(kept, [[2.0, 3.0, 0.0, 0.0]])
 
 
 @pytest.mark.parametrize("dim, order", [(1, 7), (2, 5), (3, 4)])
@@ -243,7 +252,7 @@ def test_truncation_order_meets_bound_on_random_pairs(radius):
     assert worst <= tolerance + 1e-15  # float64 rounding of the sums themselves
 
 
-def test_auto_picks_expansion_for_two_point_and_direct_otherwise():
+def test_auto_method_choice():
     two_point = make_model([[0.0]], [[0.1]], [1.0], steps=1000)
     order, radius = planner.plan_methods(two_point, np.array([0.1, 1.0, 10.0]))
     assert np.all(order > 0)

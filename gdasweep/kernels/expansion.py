@@ -5,9 +5,9 @@ With ``u = (x - c) / sigma`` and ``v = (z - c) / sigma`` about a centre ``c``,
     K(x, z) = exp(-|u|^2 / 2) exp(-|v|^2 / 2) sum_alpha Phi_alpha(u) Phi_alpha(v),
     Phi_alpha(u) = u^alpha / sqrt(alpha!),
 
-the Taylor form of the improved fast Gauss transform (Yang, Duraiswami,
-Gumerov and Davis, NIPS 2003) with ``1 / alpha!`` split evenly between the two
-factors. A history source ``z`` of weight ``w`` adds ``w exp(-|v|^2/2) Phi(v)``
+the multivariate Taylor form of C. Yang, R. Duraiswami and N. A. Gumerov,
+"Improved fast Gauss transform", with ``1 / alpha!`` split evenly between the
+two factors. A history source ``z`` of weight ``w`` adds ``w exp(-|v|^2/2) Phi(v)``
 to the coefficients ``C`` of its centre, and one GDA step multiplies every
 coefficient by ``a = 1 - eta_d lam``. The term the direct sum computes,
 ``sum w (u - v) K``, is ``-grad_u`` of ``exp(-|u|^2/2) sum C_alpha Phi_alpha(u)``:
@@ -70,9 +70,9 @@ def count_terms(dim, order):
 def build_terms(dim, order):
     """Return the multi-index tables of an expansion, in order of total degree.
 
-    ``exponents`` (terms, dim) lists each ``alpha``; ``raised[i, t]`` is the
-    index of ``alpha_t + e_i``, or ``terms`` when its degree reaches
-    ``order``, a column that the callers keep 0, and
+    ``exponents`` (terms, dim) lists each ``alpha``. ``raised[i, t]`` is the
+    index of ``alpha_t + e_i``, or ``terms`` (a column that the callers keep
+    0) when its degree reaches ``order``, and
     ``raise_factor[i, t] = sqrt(alpha_t[i] + 1)``.
     """
     n_terms = count_terms(dim, order)
@@ -143,10 +143,10 @@ def fill_terms(u, exponents, factors, smallest, powers, terms, row):
 
     ``factors`` and ``smallest`` come from ``build_power_factors`` and
     ``powers`` (dim, order) is scratch. Entries below ``NEGLIGIBLE_POWER``
-    are 0. For ``|u|`` of at least ``smallest`` the series is filled by
-    four interleaved products, a quarter of the latency of one chain; below
-    it one chain stops at the first negligible entry, which for the small
-    ``|u|`` of a converged run comes after a few degrees.
+    are 0. For ``|u|`` of at least ``smallest`` four interleaved products
+    fill the series, a quarter of the latency of one chain. Below it one
+    chain stops at the first negligible entry, which for the small ``|u|``
+    of a converged run comes after a few degrees.
     Rows are indexed rather than sliced here and below: every array view
     costs two atomic reference-count updates, which would dominate a step.
     """
@@ -287,15 +287,12 @@ def add_expansion_sum(
 
     scale = _decay(scale * a, floor, centre_mass, n_centres, coefficients, n_terms)
 
-    # A point that fits no centre goes to centre 0 and the result is
-    # discarded: returning early from here made Numba keep reference-count
-    # calls on the array arguments in every step, which tripled its time.
+    # A point that fits no centre goes to centre 0 and the caller discards
+    # the result, so the function has a single exit.
     fitted = True
     for l in range(n_generated):
-        # The first centre whose ball contains the point. The search is
-        # written out: as a helper, inlined or called, it made Numba keep
-        # reference-count calls on the arrays in every step, as slow as the rest.
-        # A centre is in use when it has mass or took a point of this step.
+        # The first centre whose ball contains the point. A centre is in use
+        # when it has mass or took a point of this step.
         m = -1
         for c in range(n_centres[0]):
             in_use = centre_mass[c] > 0.0
@@ -446,7 +443,7 @@ def add_expansion_sum_point(
     fill_terms(offset, exponents, factors, smallest, powers, own_terms, 0)
     gauss = math.exp(-0.5 * (u * u))
     source = q * gauss
-    # Two partial sums per dot product halve the chain of additions; the
+    # Two partial sums per dot product halve the chain of additions, and the
     # zero column ends the raised products.
     old_even = old_odd = raised_even = raised_odd = 0.0
     new_even = new_odd = fresh_even = fresh_odd = 0.0
@@ -528,8 +525,9 @@ def run_expansion_steps(
     )
 
 
-# Compiled without Numba's reference counting (``_nrt=False``), so the loop
-# cannot allocate: the caller passes every array. With reference counting on,
+# Compiled without Numba's reference counting (``_nrt=False``, an option that
+# Numba's own tests use, checked here with Numba 0.68.1), so the loop cannot
+# allocate: the caller passes every array. With reference counting on,
 # the inlined helpers made Numba increment and decrement the counts of their
 # array arguments in every step, atomic operations that took half its time.
 # NumPy's error model divides by zero to inf or NaN instead of raising, so a
@@ -603,12 +601,13 @@ def _add_range_sum(j, current, trace, l, start, stop, k, decay, weight, sigma, s
     """Add the direct history terms of source ``l`` over steps ``start..stop-1`` at ``current[j]``."""
     n = stop - start
     steps = trace.shape[2] - 1
+    dim = trace.shape[1]
     half_inv_var = -0.5 / (sigma * sigma)
     exponent = squared[:n]
     kernel = values[:n]
     work = scratch[:n]
     powers = decay[steps - k + start:steps - k + stop]
-    dim = trace.shape[1]
+
     x = current[j, 0]
     row = trace[l, 0, start:stop]
     for i in range(n):
@@ -620,9 +619,11 @@ def _add_range_sum(j, current, trace, l, start, stop, k, decay, weight, sigma, s
         for i in range(n):
             diff = x - row[i]
             exponent[i] += half_inv_var * (diff * diff)
+
     exp_array(exponent, kernel, work)
     for i in range(n):
         kernel[i] *= powers[i]
+
     for axis in range(dim):
         x = current[j, axis]
         row = trace[l, axis, start:stop]

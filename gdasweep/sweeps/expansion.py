@@ -77,10 +77,21 @@ def truncation_error_bound(order: int, radius: float, reach: float) -> float:
 def truncation_order(radius: float, tolerance: float) -> int:
     """Return the smallest order whose error bound is below ``tolerance`` at this radius."""
     reach = get_reach(tolerance)
-    for order in range(2, _MAX_ORDER + 1):
-        if truncation_error_bound(order, radius, reach) <= _SAMPLING_MARGIN * tolerance:
-            return order
-    raise ValueError(f"no truncation order up to {_MAX_ORDER} reaches tolerance {tolerance!r} at radius {radius!r}")
+
+    def meets(order: int) -> bool:
+        return truncation_error_bound(order, radius, reach) <= _SAMPLING_MARGIN * tolerance
+
+    if not meets(_MAX_ORDER):
+        raise ValueError(f"no truncation order up to {_MAX_ORDER} reaches tolerance {tolerance!r} at radius {radius!r}")
+    # The bound falls as the order grows, so a bisection finds the smallest order.
+    low, high = 1, _MAX_ORDER
+    while high - low > 1:
+        middle = (low + high) // 2
+        if meets(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def count_terms(dim: int, order: int) -> int:

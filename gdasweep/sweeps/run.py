@@ -146,6 +146,10 @@ def _start_cluster(study: Study):
     if execution.scheduler:
         logger.info("connecting to the Dask scheduler at %s", execution.scheduler)
         return Client(execution.scheduler), None
+    logger.info(
+        "starting a local Dask cluster; after a new installation its workers first compile the kernels, "
+        "which takes about a minute on 2 cores"
+    )
     cluster = LocalCluster(
         n_workers=execution.workers,
         threads_per_worker=execution.threads_per_worker,
