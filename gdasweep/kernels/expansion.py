@@ -40,7 +40,6 @@ from numba import njit
 
 from .._compile_options import CACHE, FASTMATH
 from . import step
-from .fastexp import exp_array
 
 _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
 
@@ -541,8 +540,8 @@ def _expansion_loop(
     own_centre, own_terms, own_gauss, powers, terms, offset,
 ):
     """Run the steps of ``run_expansion_steps`` on its preallocated arrays."""
-    # TODO: a step takes about 85 ns at order 13 on a 2-core AMD EPYC, bound by
-    # the latency from one position to the next; stepping several
+    # TODO: a step takes about 85 ns at order 13 on a 2-core AMD EPYC. The
+    # latency from one position to the next bounds it, so stepping several
     # configurations together would hide it.
     steps = history.shape[0] - 1
     n_generated, dim = history.shape[1], history.shape[2]
@@ -551,12 +550,14 @@ def _expansion_loop(
     scale = 1.0
     stop = steps
     blowup = -1
+
     for k in range(steps):
-        following = a * w + eta_d
+        w_next = a * w + eta_d
         for j in range(n_generated):
             for axis in range(dim):
                 gradient[j, axis] = 0.0
-        step.add_true_gradient(history, k, true_points, true_weights, sigma, following, gradient)
+        step.add_true_gradient(history, k, true_points, true_weights, sigma, w_next, gradient)
+
         if single:
             fitted, scale = add_expansion_sum_point(
                 history, k, a, scale, weights, floor, sigma, eta_d, true_points, radius, reach,
@@ -573,7 +574,8 @@ def _expansion_loop(
         if not fitted:
             stop = k
             break
-        w = following
+
+        w = w_next
         state, blown = step.advance(
             history, k, gradient, weights, eta_g, noise, state, trace, errors, flips, true_points, nearest, bound,
         )
@@ -600,43 +602,6 @@ def update_boxes(trace, step, box_low, box_high):
 
 
 @njit(**_JIT)
-def _add_range_sum(j, current, trace, l, start, stop, k, decay, weight, sigma, scale, gradient, squared, values, scratch):
-    """Add the direct history terms of source ``l`` over steps ``start..stop-1`` at ``current[j]``."""
-    n = stop - start
-    steps = trace.shape[2] - 1
-    dim = trace.shape[1]
-    half_inv_var = -0.5 / (sigma * sigma)
-    exponent = squared[:n]
-    kernel = values[:n]
-    work = scratch[:n]
-    powers = decay[steps - k + start:steps - k + stop]
-
-    x = current[j, 0]
-    row = trace[l, 0, start:stop]
-    for i in range(n):
-        diff = x - row[i]
-        exponent[i] = half_inv_var * (diff * diff)
-    for axis in range(1, dim):
-        x = current[j, axis]
-        row = trace[l, axis, start:stop]
-        for i in range(n):
-            diff = x - row[i]
-            exponent[i] += half_inv_var * (diff * diff)
-
-    exp_array(exponent, kernel, work)
-    for i in range(n):
-        kernel[i] *= powers[i]
-
-    for axis in range(dim):
-        x = current[j, axis]
-        row = trace[l, axis, start:stop]
-        total = 0.0
-        for i in range(n):
-            total += kernel[i] * (x - row[i])
-        gradient[j, axis] += scale * weight * total
-
-
-@njit(**_JIT)
 def add_pruned_history_sum(
     current, trace, k, decay, weights, sigma, eta_d, reach, box_low, box_high, gradient, squared, values, scratch,
 ):
@@ -648,7 +613,6 @@ def add_pruned_history_sum(
     """
     n_generated, dim, _ = trace.shape
     limit = (reach * sigma) ** 2
-    scale = eta_d / (sigma * sigma)
     last_block = k // BLOCK
     for j in range(n_generated):
         for l in range(n_generated):
@@ -665,10 +629,14 @@ def add_pruned_history_sum(
                 if near and start < 0:
                     start = block * BLOCK
                 if not near and start >= 0:
-                    _add_range_sum(j, current, trace, l, start, block * BLOCK, k, decay, weights[l], sigma, scale,
-                                   gradient, squared, values, scratch)
+                    step.add_pair_history_sum(
+                        current, j, trace, l, start, block * BLOCK, k, decay, weights[l], sigma, eta_d,
+                        gradient, squared, values, scratch,
+                    )
                     start = -1
             if start >= 0:
-                _add_range_sum(j, current, trace, l, start, k + 1, k, decay, weights[l], sigma, scale,
-                               gradient, squared, values, scratch)
+                step.add_pair_history_sum(
+                    current, j, trace, l, start, k + 1, k, decay, weights[l], sigma, eta_d,
+                    gradient, squared, values, scratch,
+                )
 

@@ -25,7 +25,6 @@ from numba import float64, int8, int32, int64, njit, prange, uint64, void
 
 from .._compile_options import CACHE, FASTMATH
 from . import expansion, phases, step
-from .fastexp import exp_array
 from .metrics import classify_run, fit_decay_rate, transient_end
 
 _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
@@ -75,34 +74,6 @@ def displacement_overlap(current, previous, weights, true_points, nearest):
     return total
 
 
-@njit(float64(float64[::1], float64[::1], float64), inline="always", **_JIT)
-def _weighted_displacement_sum(weights, points, x):
-    """Return ``sum_i weights[i] (x - points[i])``.
-
-    Eight running sums in a fixed order let LLVM vectorize the reduction
-    without reassociating floating-point additions, so the result does not
-    depend on the CPU's vector width.
-    """
-    n = weights.shape[0]
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    i = 0
-    while i + 8 <= n:
-        s0 += weights[i] * (x - points[i])
-        s1 += weights[i + 1] * (x - points[i + 1])
-        s2 += weights[i + 2] * (x - points[i + 2])
-        s3 += weights[i + 3] * (x - points[i + 3])
-        s4 += weights[i + 4] * (x - points[i + 4])
-        s5 += weights[i + 5] * (x - points[i + 5])
-        s6 += weights[i + 6] * (x - points[i + 6])
-        s7 += weights[i + 7] * (x - points[i + 7])
-        i += 8
-    tail = 0.0
-    while i < n:
-        tail += weights[i] * (x - points[i])
-        i += 1
-    return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + tail
-
-
 @njit(
     void(
         float64[:, ::1], float64[:, :, ::1], int64, int64, float64[::1], float64[::1],
@@ -118,38 +89,13 @@ def add_history_sum(current, trace, k, lo, decay, weights, sigma, eta_d, gradien
     contains the history with the step axis last, so that every inner loop runs
     over contiguous memory, and ``decay[T - m] = a^m``. ``squared``,
     ``values`` and ``scratch`` are work arrays of length at least T + 1.
-    The kernel values come from ``exp_array``, whose loop LLVM vectorizes.
-    Every inner loop indexes a slice from 0: with ``row[lo + i]`` Numba's
-    negative-index handling kept LLVM from vectorizing, 5 times slower.
     """
-    n_generated, dim, length = trace.shape
-    steps = length - 1
-    n = k - lo + 1
-    half_inv_var = -0.5 / (sigma * sigma)
-    scale = eta_d / (sigma * sigma)
-    exponent = squared[:n]
-    kernel = values[:n]
-    work = scratch[:n]
-    powers = decay[steps - k + lo:steps + 1]
+    n_generated = trace.shape[0]
     for j in range(n_generated):
         for l in range(n_generated):
-            x = current[j, 0]
-            row = trace[l, 0, lo:k + 1]
-            for i in range(n):
-                diff = x - row[i]
-                exponent[i] = half_inv_var * (diff * diff)
-            for axis in range(1, dim):
-                x = current[j, axis]
-                row = trace[l, axis, lo:k + 1]
-                for i in range(n):
-                    diff = x - row[i]
-                    exponent[i] += half_inv_var * (diff * diff)
-            exp_array(exponent, kernel, work)
-            for i in range(n):
-                kernel[i] *= powers[i]
-            for axis in range(dim):
-                total = _weighted_displacement_sum(kernel, trace[l, axis, lo:k + 1], current[j, axis])
-                gradient[j, axis] += scale * weights[l] * total
+            step.add_pair_history_sum(
+                current, j, trace, l, lo, k + 1, k, decay, weights[l], sigma, eta_d, gradient, squared, values, scratch,
+            )
 
 
 _SPLITMIX_GAMMA = np.uint64(0x9E3779B97F4A7C15)
