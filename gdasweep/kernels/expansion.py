@@ -540,9 +540,10 @@ def _expansion_loop(
     own_centre, own_terms, own_gauss, powers, terms, offset,
 ):
     """Run the steps of ``run_expansion_steps`` on its preallocated arrays."""
-    # TODO: a step takes about 85 ns at order 13 on a 2-core AMD EPYC. The
-    # latency from one position to the next bounds it, so stepping several
-    # configurations together would hide it.
+    # TODO: a step takes about 85 ns at order 13 on a 2-core AMD EPYC, bound by
+    # the latency from one position to the next. Runs of one point in one
+    # dimension with one centre step together in ``lanes.run_lanes`` instead;
+    # the others (more points or dimensions, several centres) still wait here.
     steps = history.shape[0] - 1
     n_generated, dim = history.shape[1], history.shape[2]
     single = n_generated == 1 and dim == 1
@@ -601,7 +602,7 @@ def update_boxes(trace, step, box_low, box_high):
                 box_high[l, axis, block] = value
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def add_pruned_history_sum(
     current, trace, k, decay, weights, sigma, eta_d, reach, box_low, box_high, gradient, squared, values, scratch,
 ):
@@ -640,3 +641,39 @@ def add_pruned_history_sum(
                     gradient, squared, values, scratch,
                 )
 
+
+# Without reference counting for the same reason as ``_expansion_loop``: the
+# slices of the pruned sum cost two atomic updates each otherwise.
+@njit(_nrt=False, error_model="numpy", **_JIT)
+def run_pruned_steps(
+    start, w, state, true_points, true_weights, weights, eta_d, eta_g, a, sigma, bound, nearest,
+    history, errors, flips, gradient, trace, noise, decay, reach, box_low, box_high, squared, values, scratch,
+):
+    """Run GDA steps from ``start`` with the direct sum pruned by ``add_pruned_history_sum``.
+
+    ``w`` is the discriminator's weight of the true points at ``start`` and
+    ``state`` the noise stream; the other arguments are those of
+    ``gda.run_gda_perturbed`` and its work arrays, with the boxes of the
+    steps up to ``start``. Returns ``(blowup, state)``: the blow-up step or -1.
+    """
+    steps = history.shape[0] - 1
+    n_generated, dim = history.shape[1], history.shape[2]
+    blowup = -1
+    for k in range(start, steps):
+        w = a * w + eta_d
+        for j in range(n_generated):
+            for axis in range(dim):
+                gradient[j, axis] = 0.0
+        step.add_true_gradient(history, k, true_points, true_weights, sigma, w, gradient)
+        add_pruned_history_sum(
+            history[k], trace, k, decay, weights, sigma, eta_d, reach, box_low, box_high,
+            gradient, squared, values, scratch,
+        )
+        state, blown = step.advance(
+            history, k, gradient, weights, eta_g, noise, state, trace, errors, flips, true_points, nearest, bound,
+        )
+        update_boxes(trace, k + 1, box_low, box_high)
+        if blown:
+            blowup = k + 1
+            break
+    return blowup, state

@@ -24,7 +24,7 @@ import numpy as np
 from numba import float64, int8, int32, int64, njit, prange, uint64, void
 
 from .._compile_options import CACHE, FASTMATH
-from . import expansion, phases, step
+from . import expansion, lanes, phases, step
 from .metrics import classify_run, fit_decay_rate, transient_end
 
 _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
@@ -192,30 +192,27 @@ def run_gda_perturbed(
         box_low = np.empty((0, 0, 0))
         box_high = np.empty((0, 0, 0))
 
-    for k in range(start, steps if blowup < 0 else start):
+    if pruned and blowup < 0:
+        blowup, state = expansion.run_pruned_steps(
+            start, w, state, true_points, true_weights, generated_weights, eta_d, eta_g, a, sigma, bound, nearest,
+            history, errors, flips, gradient, trace, noise, decay, reach, box_low, box_high, squared, values, scratch,
+        )
+    for k in range(start, steps if blowup < 0 and not pruned else start):
         w = a * w + eta_d
         current = history[k]
         for j in range(n_generated):
             for axis in range(dim):
                 gradient[j, axis] = 0.0
         step.add_true_gradient(history, k, true_points, true_weights, sigma, w, gradient)
-        if pruned:
-            expansion.add_pruned_history_sum(
-                current, trace, k, decay, generated_weights, sigma, eta_d, reach, box_low, box_high,
-                gradient, squared, values, scratch,
-            )
-        else:
-            lo = max(0, k - memory + 1)
-            if lo <= k:
-                add_history_sum(current, trace, k, lo, decay, generated_weights, sigma, eta_d, gradient,
-                                squared, values, scratch)
+        lo = max(0, k - memory + 1)
+        if lo <= k:
+            add_history_sum(current, trace, k, lo, decay, generated_weights, sigma, eta_d, gradient,
+                            squared, values, scratch)
 
         state, blown = step.advance(
             history, k, gradient, generated_weights, eta_g, noise, state, trace, errors, flips,
             true_points, nearest, bound,
         )
-        if pruned:
-            expansion.update_boxes(trace, k + 1, box_low, box_high)
         if blown:
             blowup = k + 1
             break
@@ -257,40 +254,14 @@ def run_gda(
 
 
 @njit(**_JIT)
-def simulate_config(
-    c, true_points, true_weights, generated_points, generated_weights, nearest,
-    eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
-    chaos_noise, seed, config_index, order, radius, reach,
-    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
+def record_run(
+    c, history, errors, flips, blowup, switch, steps, eta_d, lam, sigma, generated_weights, true_points, nearest,
+    record_steps, order, trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
     method, switch_step,
 ):
-    """Run configuration ``c`` of a batch and fill entry ``c`` of every output.
-
-    ``order[c] > 0`` computes the history term by expansions of that order and
-    trust radius ``radius[c]`` (in units of sigma); ``method[c]`` records 1
-    then, 0 for the direct sum, and ``switch_step[c]`` the step from which the
-    run fell back to the direct sum (-1: never).
-
-    With ``chaos_noise > 0`` a twin run adds that relative noise to every
-    step. A final separation above ``CHAOS_LEVEL`` of the largest error marks
-    the run chaotic, and its final values are reported as NaN.
-    """
-    n_generated, dim = generated_points.shape
-    history = np.empty((steps + 1, n_generated, dim))
-    errors = np.empty(steps + 1)
-    flips = np.empty(steps + 1, dtype=np.int32)
-    gradient = np.empty((n_generated, dim))
-    history[0] = generated_points
-
-    switch = np.full(1, -1, dtype=np.int64)
-    blowup = run_gda_perturbed(
-        true_points, true_weights, generated_weights, eta_d[c], eta_g[c], lam[c], sigma[c],
-        history_tolerance, divergence_factor, nearest, history, errors, flips, gradient, 0.0, np.uint64(0),
-        order[c], radius[c], reach, switch,
-    )
+    """Fill entry ``c`` of the outputs from a finished run: trajectory, fit, phase and method."""
     method[c] = EXPANSION if order[c] > 0 else DIRECT
-    switch_step[c] = switch[0]
-
+    switch_step[c] = switch
     for r in range(record_steps.shape[0]):
         trajectory[c, r] = errors[record_steps[r]]
     blowup_step[c] = blowup
@@ -314,6 +285,65 @@ def simulate_config(
     decay_rate[c] = fit_decay_rate(errors, projection, start, stop)
     phase[c] = classify_run(errors, flips, start, stop, blowup, decay_rate[c], sigma[c])
 
+
+@njit(**_JIT)
+def record_twin(c, final, twin_final, twin_blowup, largest, generated_weights,
+                final_error, decay_rate, phase, final_positions, chaos_separation):
+    """Record the chaos check of configuration ``c`` from the final positions of its run and twin run.
+
+    ``largest`` is the largest error of the run. A final separation above
+    ``CHAOS_LEVEL`` of it marks the run chaotic, and its final values are
+    reported as NaN.
+    """
+    if twin_blowup >= 0:
+        separation = np.inf
+    else:
+        separation = _weighted_distance(final, twin_final, generated_weights)
+    chaos_separation[c] = separation / largest if largest > 0.0 else 0.0
+    if chaos_separation[c] > phases.CHAOS_LEVEL:
+        phase[c] = phases.CHAOTIC
+        final_error[c] = np.nan
+        decay_rate[c] = np.nan
+        final_positions[c] = np.nan
+
+
+@njit(**_JIT)
+def simulate_config(
+    c, true_points, true_weights, generated_points, generated_weights, nearest,
+    eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
+    chaos_noise, seed, config_index, order, radius, reach,
+    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
+    method, switch_step,
+):
+    """Run configuration ``c`` of a batch and fill entry ``c`` of every output.
+
+    ``order[c] > 0`` computes the history term by expansions of that order and
+    trust radius ``radius[c]`` (in units of sigma); ``method[c]`` records 1
+    then, 0 for the direct sum, and ``switch_step[c]`` the step from which the
+    run fell back to the direct sum (-1: never).
+
+    With ``chaos_noise > 0`` a twin run adds that relative noise to every
+    step (see ``record_twin``).
+    """
+    n_generated, dim = generated_points.shape
+    history = np.empty((steps + 1, n_generated, dim))
+    errors = np.empty(steps + 1)
+    flips = np.empty(steps + 1, dtype=np.int32)
+    gradient = np.empty((n_generated, dim))
+    history[0] = generated_points
+
+    switch = np.full(1, -1, dtype=np.int64)
+    blowup = run_gda_perturbed(
+        true_points, true_weights, generated_weights, eta_d[c], eta_g[c], lam[c], sigma[c],
+        history_tolerance, divergence_factor, nearest, history, errors, flips, gradient, 0.0, np.uint64(0),
+        order[c], radius[c], reach, switch,
+    )
+    record_run(
+        c, history, errors, flips, blowup, switch[0], steps, eta_d, lam, sigma, generated_weights, true_points,
+        nearest, record_steps, order, trajectory, final_error, decay_rate, phase, blowup_step, sign_changes,
+        final_positions, method, switch_step,
+    )
+
     chaos_separation[c] = np.nan
     if chaos_noise > 0.0 and blowup < 0:
         twin = np.empty_like(history)
@@ -324,17 +354,200 @@ def simulate_config(
             np.empty(steps + 1, dtype=np.int32), gradient, chaos_noise, noise_key(seed, config_index[c]),
             order[c], radius[c], reach, np.full(1, -1, dtype=np.int64),
         )
-        largest = errors.max()
-        if twin_blowup >= 0:
-            separation = np.inf
+        record_twin(c, history[steps], twin[steps], twin_blowup, errors.max(), generated_weights,
+                    final_error, decay_rate, phase, final_positions, chaos_separation)
+
+
+@njit(**_JIT)
+def _run_lane_group(
+    members, active, true_points, true_weights, generated_points, generated_weights, nearest,
+    eta_d, eta_g, lam, sigma, steps, divergence_factor, noise, seed, config_index, order, radius, reach,
+):
+    """Run the configurations ``members`` where ``active`` in ``lanes.run_lanes`` and return its outputs.
+
+    Returns ``(history, errors, flips, outcome, stop_step)`` with one column
+    per member; inactive members finish at once.
+    """
+    width = members.shape[0]
+    largest = 1
+    for i in range(width):
+        if active[i]:
+            largest = max(largest, order[members[i]])
+    factors, _ = expansion.build_power_factors(largest)
+    raise_factor = np.sqrt(np.arange(largest + 1) + 1.0)
+    # need_table[e]: the smallest p with 2 z^(p-1) / (p-1)! <= tolerance for
+    # every z = |u| r below 2^(e - 1022), e the biased binary exponent of z.
+    # With |u| and every source within the ball, r <= 1, this bounds the
+    # truncation error E of gdasweep.sweeps.expansion for p terms.
+    tolerance = reach * math.exp(-0.5 * reach * reach)
+    need_table = np.empty(1024, dtype=np.int64)
+    for e in range(1024):
+        log_z = (e - 1022) * math.log(2.0)
+        p = 1
+        while p < largest and math.log(2.0) + (p - 1) * log_z - math.lgamma(p) > math.log(tolerance):
+            p += 1
+        need_table[e] = p
+    q = generated_weights[0]
+    target = true_points[nearest[0], 0]
+    start = generated_points[0, 0]
+    diff = start - target
+    first_error = math.sqrt((q * (diff * diff)) / q)
+
+    state = np.zeros((lanes.N_STATE, width))
+    streams = np.zeros(width, dtype=np.uint64)
+    lane_noise = np.zeros(width)
+    lane_order = np.zeros(width, dtype=np.int64)
+    for i in range(width):
+        c = members[i]
+        state[lanes._SCALE, i] = 1.0
+        state[lanes._SIGMA, i] = 1.0
+        state[lanes._INVERSE_SIGMA, i] = 1.0
+        state[lanes._A, i] = 1.0
+        state[lanes._TARGET, i] = target
+        if not active[i]:
+            continue
+        state[lanes._X, i] = start
+        state[lanes._ETA_D, i] = eta_d[c]
+        state[lanes._ETA_G, i] = eta_g[c]
+        state[lanes._A, i] = 1.0 - eta_d[c] * lam[c]
+        state[lanes._SIGMA, i] = sigma[c]
+        state[lanes._INVERSE_SIGMA, i] = 1.0 / sigma[c]
+        state[lanes._RADIUS, i] = radius[c]
+        state[lanes._BOUND, i] = divergence_factor * max(first_error, sigma[c])
+        lane_order[i] = order[c]
+        if noise > 0.0:
+            lane_noise[i] = noise
+            streams[i] = noise_key(seed, config_index[c])
+
+    powers = np.zeros((largest + 2, width))
+    powers[0] = 1.0
+    history = np.empty((steps + 1, width))
+    errors = np.empty((steps + 1, width))
+    flips = np.empty((steps + 1, width), dtype=np.int32)
+    history[0] = start
+    errors[0] = first_error
+    flips[0] = 0
+    bits = np.zeros(width, dtype=np.int64)
+    work = np.zeros((lanes.WORK_ROWS, width))
+    outcome = np.zeros(width, dtype=np.int64)
+    stop_step = np.zeros(width, dtype=np.int64)
+    lanes.run_lanes(
+        steps, true_points[:, :1], true_weights, q, expansion.NEGLIGIBLE_COEFFICIENT * q, lane_noise, lane_order,
+        need_table, lane_order.copy(), factors, raise_factor, state, streams, np.zeros((largest + 2, width)), powers,
+        work, work[1].view(np.int64), np.zeros(width, dtype=np.int64), bits, bits.view(np.float64), history, errors,
+        flips, outcome, stop_step,
+    )
+    return history, errors, flips, outcome, stop_step
+
+
+@njit(**_JIT)
+def _lane_columns(history, errors, flips, i, blowup):
+    """Return lane ``i`` as a run's ``(history (T + 1, 1, 1), errors, flips)``, NaN past a blow-up."""
+    steps = history.shape[0] - 1
+    run_history = np.empty((steps + 1, 1, 1))
+    run_errors = np.empty(steps + 1)
+    run_flips = np.empty(steps + 1, dtype=np.int32)
+    last = steps if blowup < 0 else blowup
+    for k in range(last + 1):
+        run_history[k, 0, 0] = history[k, i]
+        run_errors[k] = errors[k, i]
+        run_flips[k] = flips[k, i]
+    for k in range(last + 1, steps + 1):
+        run_history[k, 0, 0] = np.nan
+        run_errors[k] = np.nan
+        run_flips[k] = flips[last, i]
+    return run_history, run_errors, run_flips
+
+
+@njit(**_JIT)
+def simulate_lanes(
+    members, true_points, true_weights, generated_points, generated_weights, nearest,
+    eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
+    chaos_noise, seed, config_index, order, radius, reach,
+    trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
+    method, switch_step, done,
+):
+    """Run the one-point, one-dimensional expansion configurations ``members`` as lanes.
+
+    Fills the outputs of every member whose run kept one centre and sets
+    ``done`` there; the caller runs the others with ``simulate_config``. A
+    twin run of the chaos check that leaves its centre is run again here
+    with the general loop.
+    """
+    width = members.shape[0]
+    active = np.ones(width, dtype=np.bool_)
+    history, errors, flips, outcome, stop_step = _run_lane_group(
+        members, active, true_points, true_weights, generated_points, generated_weights, nearest,
+        eta_d, eta_g, lam, sigma, steps, divergence_factor, 0.0, seed, config_index, order, radius, reach,
+    )
+    finals = np.empty((width, 1, 1))
+    largest = np.empty(width)
+    twin_active = np.zeros(width, dtype=np.bool_)
+    for i in range(width):
+        if outcome[i] == lanes.LEFT_CENTRE:
+            continue
+        c = members[i]
+        blowup = stop_step[i] if outcome[i] == lanes.BLOWN_UP else -1
+        run_history, run_errors, run_flips = _lane_columns(history, errors, flips, i, blowup)
+        record_run(
+            c, run_history, run_errors, run_flips, blowup, -1, steps, eta_d, lam, sigma, generated_weights,
+            true_points, nearest, record_steps, order, trajectory, final_error, decay_rate, phase, blowup_step,
+            sign_changes, final_positions, method, switch_step,
+        )
+        chaos_separation[c] = np.nan
+        done[c] = True
+        finals[i] = run_history[steps]
+        largest[i] = run_errors.max()
+        twin_active[i] = chaos_noise > 0.0 and blowup < 0
+    if not twin_active.any():
+        return
+
+    history, errors, flips, outcome, stop_step = _run_lane_group(
+        members, twin_active, true_points, true_weights, generated_points, generated_weights, nearest,
+        eta_d, eta_g, lam, sigma, steps, divergence_factor, chaos_noise, seed, config_index, order, radius, reach,
+    )
+    twin_final = np.empty((1, 1))
+    gradient = np.empty((1, 1))
+    for i in range(width):
+        if not twin_active[i]:
+            continue
+        c = members[i]
+        if outcome[i] == lanes.LEFT_CENTRE:
+            twin = np.empty((steps + 1, 1, 1))
+            twin[0] = generated_points
+            twin_blowup = run_gda_perturbed(
+                true_points, true_weights, generated_weights, eta_d[c], eta_g[c], lam[c], sigma[c],
+                history_tolerance, divergence_factor, nearest, twin, np.empty(steps + 1),
+                np.empty(steps + 1, dtype=np.int32), gradient, chaos_noise, noise_key(seed, config_index[c]),
+                order[c], radius[c], reach, np.full(1, -1, dtype=np.int64),
+            )
+            twin_final[0, 0] = twin[steps, 0, 0]
         else:
-            separation = _weighted_distance(history[steps], twin[steps], generated_weights)
-        chaos_separation[c] = separation / largest if largest > 0.0 else 0.0
-        if chaos_separation[c] > phases.CHAOS_LEVEL:
-            phase[c] = phases.CHAOTIC
-            final_error[c] = np.nan
-            decay_rate[c] = np.nan
-            final_positions[c] = np.nan
+            twin_blowup = stop_step[i] if outcome[i] == lanes.BLOWN_UP else -1
+            twin_final[0, 0] = history[steps, i]
+        record_twin(c, finals[i], twin_final, twin_blowup, largest[i], generated_weights,
+                    final_error, decay_rate, phase, final_positions, chaos_separation)
+
+
+@njit(**_JIT)
+def lane_groups(generated_points, order):
+    """Return the configurations to run as lanes, sorted by order, and the start of each group.
+
+    Only runs of one generated point in one dimension with the expansion
+    qualify. Sorting by order keeps lanes of similar cost together.
+    """
+    if generated_points.shape[0] != 1 or generated_points.shape[1] != 1:
+        return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    ranked = np.argsort(order, kind="mergesort")
+    count = 0
+    for c in range(order.shape[0]):
+        count += 1 if order[c] > 0 else 0
+    members = ranked[order.shape[0] - count:]
+    n_groups = (count + lanes.LANES - 1) // lanes.LANES
+    bounds = np.empty(n_groups + 1, dtype=np.int64)
+    for g in range(n_groups + 1):
+        bounds[g] = min(g * lanes.LANES, count)
+    return members, bounds
 
 
 _BATCH_SIGNATURE = void(
@@ -361,8 +574,20 @@ def simulate_batch_serial(
     trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
     method, switch_step,
 ):
-    """Run every configuration of the batch, one after another."""
+    """Run every configuration of the batch, one after another, one-point expansion runs as lanes."""
+    done = np.zeros(eta_d.shape[0], dtype=np.bool_)
+    members, bounds = lane_groups(generated_points, order)
+    for g in range(bounds.shape[0] - 1):
+        simulate_lanes(
+            members[bounds[g]:bounds[g + 1]], true_points, true_weights, generated_points, generated_weights,
+            nearest, eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
+            chaos_noise, seed, config_index, order, radius, reach,
+            trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+            chaos_separation, method, switch_step, done,
+        )
     for c in range(eta_d.shape[0]):
+        if done[c]:
+            continue
         simulate_config(
             c, true_points, true_weights, generated_points, generated_weights, nearest,
             eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
@@ -380,8 +605,20 @@ def simulate_batch_parallel(
     trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions, chaos_separation,
     method, switch_step,
 ):
-    """Run the configurations of the batch on Numba's threads."""
+    """Run the configurations of the batch on Numba's threads, one-point expansion runs as lanes."""
+    done = np.zeros(eta_d.shape[0], dtype=np.bool_)
+    members, bounds = lane_groups(generated_points, order)
+    for g in prange(bounds.shape[0] - 1):
+        simulate_lanes(
+            members[bounds[g]:bounds[g + 1]], true_points, true_weights, generated_points, generated_weights,
+            nearest, eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
+            chaos_noise, seed, config_index, order, radius, reach,
+            trajectory, final_error, decay_rate, phase, blowup_step, sign_changes, final_positions,
+            chaos_separation, method, switch_step, done,
+        )
     for c in prange(eta_d.shape[0]):
+        if done[c]:
+            continue
         simulate_config(
             c, true_points, true_weights, generated_points, generated_weights, nearest,
             eta_d, eta_g, lam, sigma, steps, history_tolerance, divergence_factor, record_steps,
