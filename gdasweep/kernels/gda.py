@@ -183,9 +183,9 @@ def run_gda_perturbed(
     # an expansion run left its centres.
     pruned = switch[0] >= 0
     if pruned:
-        blocks = steps // expansion.BLOCK + 1
-        box_low = np.empty((n_generated, dim, blocks))
-        box_high = np.empty((n_generated, dim, blocks))
+        boxes = steps // expansion.BLOCK + 1 + steps // (expansion.BLOCK * expansion.GROUP) + 1
+        box_low = np.empty((n_generated, dim, boxes))
+        box_high = np.empty((n_generated, dim, boxes))
         for s in range(start + 1):
             expansion.update_boxes(trace, s, box_low, box_high)
     else:
