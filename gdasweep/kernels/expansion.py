@@ -47,7 +47,7 @@ _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
 MAX_CENTRES = 8
 #: Steps per bounding box of the pruned direct sum.
 BLOCK = 32
-#: Blocks per bounding box of its coarser level.
+#: Blocks per bounding box of the coarser level of the pruned direct sum.
 GROUP = 8
 #: Power-table entries below this are 0; a product of three stays above 1e-150.
 NEGLIGIBLE_POWER = 1e-50
@@ -543,9 +543,9 @@ def _expansion_loop(
 ):
     """Run the steps of ``run_expansion_steps`` on its preallocated arrays."""
     # TODO: a step takes about 85 ns at order 13 on a 2-core AMD EPYC, bound by
-    # the latency from one position to the next. Runs of one point in one
-    # dimension with one centre step together in ``lanes.run_lanes`` instead;
-    # the others (more points or dimensions, several centres) still wait here.
+    # the latency from one position to the next. Only runs of one point in one
+    # dimension with one centre step together (``lanes.run_lanes``), so runs
+    # with more points, dimensions or centres still wait here.
     steps = history.shape[0] - 1
     n_generated, dim = history.shape[1], history.shape[2]
     single = n_generated == 1 and dim == 1
@@ -685,7 +685,7 @@ def run_pruned_steps(
     """Run GDA steps from ``start`` with the direct sum pruned by ``add_pruned_history_sum``.
 
     ``w`` is the discriminator's weight of the true points at ``start`` and
-    ``state`` the noise stream; the other arguments are those of
+    ``state`` the noise stream. The other arguments are those of
     ``gda.run_gda_perturbed`` and its work arrays, with the boxes of the
     steps up to ``start``. Returns ``(blowup, state)``: the blow-up step or -1.
     """
