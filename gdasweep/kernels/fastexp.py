@@ -33,6 +33,29 @@ _C0, _C1, _C2, _C3, _C4, _C5, _C6, _C7, _C8, _C9, _C10, _C11, _C12, _C13 = (
 )
 
 
+@njit(inline="always", **_JIT)
+def reduced_exp(clipped, k):
+    """Return ``exp(clipped - k ln 2)`` for ``|clipped - k ln 2| <= ln2 / 2``, the polynomial part of ``exp``.
+
+    ``k = floor(clipped / ln 2 + 1/2)``; the caller multiplies by ``2^k``.
+    """
+    r = (clipped - k * _LN2_HIGH) - k * _LN2_LOW
+    p = _C13
+    p = p * r + _C12
+    p = p * r + _C11
+    p = p * r + _C10
+    p = p * r + _C9
+    p = p * r + _C8
+    p = p * r + _C7
+    p = p * r + _C6
+    p = p * r + _C5
+    p = p * r + _C4
+    p = p * r + _C3
+    p = p * r + _C2
+    p = p * r + _C1
+    return p * r + _C0
+
+
 @njit(void(float64[::1], float64[::1], int64[::1]), **_JIT)
 def exp_array(t, out, scratch):
     """Write ``exp(t[i])`` to ``out[i]`` for ``t <= 709``; ``scratch`` is int64 of the same length."""
@@ -41,22 +64,7 @@ def exp_array(t, out, scratch):
         x = t[i]
         clipped = max(x, _SMALLEST)
         k = math.floor(clipped * _INV_LN2 + 0.5)
-        r = (clipped - k * _LN2_HIGH) - k * _LN2_LOW
-        p = _C13
-        p = p * r + _C12
-        p = p * r + _C11
-        p = p * r + _C10
-        p = p * r + _C9
-        p = p * r + _C8
-        p = p * r + _C7
-        p = p * r + _C6
-        p = p * r + _C5
-        p = p * r + _C4
-        p = p * r + _C3
-        p = p * r + _C2
-        p = p * r + _C1
-        p = p * r + _C0
-        out[i] = p if x >= _SMALLEST else 0.0
+        out[i] = reduced_exp(clipped, k) if x >= _SMALLEST else 0.0
         scratch[i] = (np.int64(k) + 1023) << 52
 
     scale = scratch.view(np.float64)

@@ -88,22 +88,7 @@ def _exp_lanes(t, out, bits, scale):
         x = t[c]
         clipped = max(x, fastexp._SMALLEST)
         k = math.floor(clipped * fastexp._INV_LN2 + 0.5)
-        r = (clipped - k * fastexp._LN2_HIGH) - k * fastexp._LN2_LOW
-        p = fastexp._C13
-        p = p * r + fastexp._C12
-        p = p * r + fastexp._C11
-        p = p * r + fastexp._C10
-        p = p * r + fastexp._C9
-        p = p * r + fastexp._C8
-        p = p * r + fastexp._C7
-        p = p * r + fastexp._C6
-        p = p * r + fastexp._C5
-        p = p * r + fastexp._C4
-        p = p * r + fastexp._C3
-        p = p * r + fastexp._C2
-        p = p * r + fastexp._C1
-        p = p * r + fastexp._C0
-        out[c] = (p if x >= fastexp._SMALLEST else 0.0) * scale[c]
+        out[c] = (fastexp.reduced_exp(clipped, k) if x >= fastexp._SMALLEST else 0.0) * scale[c]
 
 
 @njit(inline="always", **_JIT)

@@ -148,7 +148,7 @@ def _start_cluster(study: Study):
         return Client(execution.scheduler), None
     logger.info(
         "starting a local Dask cluster; after a new installation its workers first compile the kernels, "
-        "which takes about a minute on 2 cores"
+        "which takes up to two minutes on 2 cores"
     )
     cluster = LocalCluster(
         n_workers=execution.workers,
