@@ -17,9 +17,10 @@ def one_point_model(steps=400, **settings):
         record_every=10,
         history_tolerance=0.0,
         save_positions=True,
-        true_points=np.array([[0.0]]),
+        # Away from 0, where the lanes' arrays start.
+        true_points=np.array([[0.5]]),
         true_weights=np.array([1.0]),
-        generated_points=np.array([[0.1]]),
+        generated_points=np.array([[0.6]]),
         generated_weights=np.array([1.0]),
         method="expansion",
     )
@@ -33,7 +34,7 @@ def mixed_grid():
     return [np.array(column, dtype=np.float64) for column in zip(*rows)]
 
 
-def test_lane_groups_take_only_one_point_expansion_runs():
+def test_lane_groups_select_one_point_runs():
     order = np.array([13, 0, 31, 13, 22], dtype=np.int64)
     members, bounds = gda.lane_groups(np.zeros((1, 1)), order)
     assert members.tolist() == [0, 3, 4, 2]

@@ -433,7 +433,7 @@ def _run_lane_group(
     stop_step = np.zeros(width, dtype=np.int64)
     lanes.run_lanes(
         steps, true_points[:, :1], true_weights, q, expansion.NEGLIGIBLE_COEFFICIENT * q, lane_noise, lane_order,
-        need_table, lane_order.copy(), factors, raise_factor, state, streams, np.zeros((largest + 2, width)), powers,
+        need_table, np.zeros(width, dtype=np.int64), factors, raise_factor, state, streams, np.zeros((largest + 2, width)), powers,
         work, work[1].view(np.int64), np.zeros(width, dtype=np.int64), bits, bits.view(np.float64), history, errors,
         flips, outcome, stop_step,
     )

@@ -7,9 +7,13 @@ the runs ("lanes") that LLVM turns into vector instructions, so that the
 waits of the runs overlap.
 
 Each lane computes what ``expansion.add_expansion_sum_point`` does for a run
-that keeps a single centre, with three differences:
+that keeps a single centre, with four differences:
 
-- the exponential comes from the arithmetic of ``fastexp`` (within 1 ulp);
+- a step uses only the terms that the lane's distance ``|u|`` from its
+  centre needs for the tolerance, at most its order, so a converging run
+  gets cheaper;
+- the exponential comes from the arithmetic of ``fastexp`` (within 1 ulp)
+  and, for ``exp(-u^2 / 2)``, from a Taylor polynomial;
 - the power table always takes four interleaved products, and its entries
   below ``NEGLIGIBLE_POWER`` are 0;
 - the new source is not evaluated at itself. Its term ``(x - x) K(x, x)``
@@ -22,7 +26,7 @@ needs, so the extra terms that other lanes need add exact zeros. A run gives
 the same bits in any group and position.
 
 A lane stops when its run blows up, finishes, or reaches a position outside
-the ball of a centre that holds mass. The caller runs such a run again from
+the ball of a centre that has mass. The caller runs such a run again from
 step 0 with the general expansion loop, which opens more centres.
 """
 
@@ -153,10 +157,10 @@ def run_lanes(
     int64 view ``bits_exponent`` of its row 1, ``flags`` (int64) and ``bits``
     with its float64 view ``bits_float`` are scratch.
 
-    Every loop over the lanes writes one array, and the lane count is not a
-    compile-time constant: LLVM unrolls loops of constant length instead of
-    vectorizing them, and checks too many pairs of arrays for overlap in
-    loops that write several.
+    Every loop over the lanes writes one array, because LLVM does not
+    vectorize a loop that writes several: it would check too many pairs of
+    arrays for overlap. The lane count is not a compile-time constant,
+    because LLVM unrolls loops of constant length instead of vectorizing them.
     """
     lanes = state.shape[1]
     n_terms = powers.shape[0] - 2
@@ -229,6 +233,8 @@ def run_lanes(
                     for t in range(n_terms):
                         coefficients[t, c] = 0.0
                 scale[c] = 1.0
+        # Every centre is placed at step 0, and again after a fold freed it.
+        if k == 0 or count > 0:
             for c in range(lanes):
                 if mass[c] != 0.0:
                     continue
@@ -254,8 +260,8 @@ def run_lanes(
                 gradient[c] = gradient[c] + term if i > 0 else term
 
         # exp(-u^2 / 2) and the power table of u = (x - centre) / sigma.
-        # Inside the ball |u| <= 1, so the argument lies in [-1/2, 0], where
-        # the Taylor polynomial of degree 16 is within 1e-19 of exp.
+        # Inside the ball |u| <= r <= 1, so the argument lies in [-1/2, 0],
+        # where the Taylor polynomial of degree 16 truncates exp by below 1e-19.
         for c in range(lanes):
             u = (x[c] - centre[c]) * inverse_sigma[c]
             gauss[c] = _exp_half_ball(-0.5 * (u * u))
