@@ -74,32 +74,43 @@ def test_lane_results_independent_of_grouping():
         assert parallel[name].tobytes() == expected, name
 
 
+def run_general_loop(model, parameters, c, order, radius, noise):
+    """Return the errors and switch step of configuration ``c`` run by the general expansion loop."""
+    history = np.empty((model.steps + 1, 1, 1))
+    history[0] = model.generated_points
+    errors = np.empty(model.steps + 1)
+    switch = np.full(1, -1, dtype=np.int64)
+    gda.run_gda_perturbed(
+        model.true_points, model.true_weights, model.generated_weights, *(p[c] for p in parameters),
+        0.0, compute.DIVERGENCE_FACTOR, compute.nearest_true_points(model.true_points, model.generated_points),
+        history, errors, np.empty(model.steps + 1, dtype=np.int32), np.empty((1, 1)), noise, np.uint64(3),
+        order[c], radius[c], compute.get_reach(model.expansion_tolerance), switch,
+    )
+    return errors, switch[0]
+
+
 def test_lanes_match_the_general_loop():
     model = one_point_model(steps=300)
-    parameters = [p[:36] for p in mixed_grid()]
+    parameters = mixed_grid()
     out = compute.simulate(model, *parameters)
     order, radius = compute.plan_methods(model, parameters[3])
-    reach = compute.get_reach(model.expansion_tolerance)
-    nearest = compute.nearest_true_points(model.true_points, model.generated_points)
     compared = 0
     for c in range(parameters[0].size):
         if out["switch_step"][c] >= 0 or out["blowup_step"][c] >= 0:
             continue
-        history = np.empty((model.steps + 1, 1, 1))
-        history[0] = model.generated_points
-        errors = np.empty(model.steps + 1)
-        switch = np.full(1, -1, dtype=np.int64)
-        gda.run_gda_perturbed(
-            model.true_points, model.true_weights, model.generated_weights, *(p[c] for p in parameters),
-            0.0, compute.DIVERGENCE_FACTOR, nearest, history, errors, np.empty(model.steps + 1, dtype=np.int32),
-            np.empty((1, 1)), 0.0, np.uint64(0), order[c], radius[c], reach, switch,
-        )
-        if switch[0] >= 0:
+        errors, switch = run_general_loop(model, parameters, c, order, radius, 0.0)
+        if switch >= 0:
+            continue
+        # The lanes round differently from the general loop (another
+        # exponential), so runs that amplify a relative change of 1e-15
+        # per step beyond 1e-13 e_0 are not compared.
+        twin_errors, _ = run_general_loop(model, parameters, c, order, radius, 1e-15)
+        if not np.abs(twin_errors - errors).max() <= 1e-13 * errors[0]:
             continue
         gap = np.abs(errors[:: model.record_every] - out["error"][c]).max()
         assert gap <= 1e-12 * errors[0], (c, gap)
         compared += 1
-    assert compared >= 20
+    assert compared >= 40
 
 
 def test_direct_runs_do_not_use_lanes():

@@ -24,9 +24,8 @@ more than ``reach`` away, so each term of the gradient is below
 ``reach exp(-reach^2 / 2)``. ``gdasweep.sweeps.expansion`` chooses ``order``
 and ``reach`` from the error bound for a tolerance and the radius per
 configuration. Each run keeps at most ``MAX_CENTRES`` centres. When a new
-position fits no centre and none is free, the run switches to the direct sum,
-pruned by bounding boxes of the history in blocks of ``BLOCK`` steps and groups
-of ``GROUP`` blocks with the same reach.
+position fits no centre and none is free, the run switches to the direct sum
+without the history beyond the same reach (``gdasweep.kernels.pruned``).
 
 Power tables stop at entries below ``NEGLIGIBLE_POWER`` and coefficients
 below ``NEGLIGIBLE_COEFFICIENT`` times the generated mass are set to 0, so no
@@ -45,10 +44,6 @@ _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
 
 #: Largest number of expansion centres of one run.
 MAX_CENTRES = 8
-#: Steps per bounding box of the pruned direct sum.
-BLOCK = 32
-#: Blocks per bounding box of the coarser level of the pruned direct sum.
-GROUP = 8
 #: Power-table entries below this are 0; a product of three stays above 1e-150.
 NEGLIGIBLE_POWER = 1e-50
 #: Coefficients below this times the generated mass are 0.
@@ -587,126 +582,3 @@ def _expansion_loop(
             stop = k + 1
             break
     return stop, w, state, blowup
-
-
-@njit(inline="always", **_JIT)
-def update_boxes(trace, step, box_low, box_high):
-    """Widen the bounding boxes of the block and the group containing ``step`` by its positions.
-
-    Entries ``[0, n_blocks)`` of the last axis of ``box_low`` and ``box_high``
-    are the blocks of ``BLOCK`` steps, and the entries after them the groups
-    of ``GROUP`` blocks.
-    """
-    n_generated, dim, length = trace.shape
-    n_blocks = (length - 1) // BLOCK + 1
-    block = step // BLOCK
-    group = n_blocks + step // (BLOCK * GROUP)
-    first = step % BLOCK == 0
-    first_of_group = step % (BLOCK * GROUP) == 0
-    for l in range(n_generated):
-        for axis in range(dim):
-            value = trace[l, axis, step]
-            if first or value < box_low[l, axis, block]:
-                box_low[l, axis, block] = value
-            if first or value > box_high[l, axis, block]:
-                box_high[l, axis, block] = value
-            if first_of_group or value < box_low[l, axis, group]:
-                box_low[l, axis, group] = value
-            if first_of_group or value > box_high[l, axis, group]:
-                box_high[l, axis, group] = value
-
-
-@njit(inline="always", **_JIT)
-def _box_gap(current, j, box_low, box_high, l, box):
-    """Return the squared distance of ``current[j]`` from the bounding box ``box`` of source ``l``."""
-    gap = 0.0
-    for axis in range(current.shape[1]):
-        x = current[j, axis]
-        below = box_low[l, axis, box] - x
-        above = x - box_high[l, axis, box]
-        outside = max(below, above, 0.0)
-        gap += outside * outside
-    return gap
-
-
-@njit(inline="always", **_JIT)
-def add_pruned_history_sum(
-    current, trace, k, decay, weights, sigma, eta_d, reach, box_low, box_high, gradient, squared, values, scratch,
-):
-    """Add the history term of step ``k`` by the direct sum, skipping history beyond ``reach``.
-
-    A group of ``GROUP`` blocks, and within a near group a block of
-    ``BLOCK`` steps, is skipped for a target when the target lies more than
-    ``reach * sigma`` from its bounding box, so a run that left its history
-    behind scans about ``k / (BLOCK * GROUP)`` boxes per step. Consecutive
-    blocks that are not skipped are summed in one pass.
-    """
-    n_generated = trace.shape[0]
-    n_blocks = (trace.shape[2] - 1) // BLOCK + 1
-    limit = (reach * sigma) ** 2
-    last_block = k // BLOCK
-    last_group = k // (BLOCK * GROUP)
-    for j in range(n_generated):
-        for l in range(n_generated):
-            start = -1
-            for group in range(last_group + 1):
-                if _box_gap(current, j, box_low, box_high, l, n_blocks + group) > limit:
-                    if start >= 0:
-                        step.add_pair_history_sum(
-                            current, j, trace, l, start, group * GROUP * BLOCK, k, decay, weights[l], sigma, eta_d,
-                            gradient, squared, values, scratch,
-                        )
-                        start = -1
-                    continue
-                for block in range(group * GROUP, min((group + 1) * GROUP, last_block + 1)):
-                    near = _box_gap(current, j, box_low, box_high, l, block) <= limit
-                    if near and start < 0:
-                        start = block * BLOCK
-                    if not near and start >= 0:
-                        step.add_pair_history_sum(
-                            current, j, trace, l, start, block * BLOCK, k, decay, weights[l], sigma, eta_d,
-                            gradient, squared, values, scratch,
-                        )
-                        start = -1
-            if start >= 0:
-                step.add_pair_history_sum(
-                    current, j, trace, l, start, k + 1, k, decay, weights[l], sigma, eta_d,
-                    gradient, squared, values, scratch,
-                )
-
-
-# Without reference counting for the same reason as ``_expansion_loop``: the
-# slices of the pruned sum cost two atomic updates each otherwise.
-@njit(_nrt=False, error_model="numpy", **_JIT)
-def run_pruned_steps(
-    start, w, state, true_points, true_weights, weights, eta_d, eta_g, a, sigma, bound, nearest,
-    history, errors, flips, gradient, trace, noise, decay, reach, box_low, box_high, squared, values, scratch,
-):
-    """Run GDA steps from ``start`` with the direct sum pruned by ``add_pruned_history_sum``.
-
-    ``w`` is the discriminator's weight of the true points at ``start`` and
-    ``state`` the noise stream. The other arguments are those of
-    ``gda.run_gda_perturbed`` and its work arrays, with the boxes of the
-    steps up to ``start``. Returns ``(blowup, state)``: the blow-up step or -1.
-    """
-    steps = history.shape[0] - 1
-    n_generated, dim = history.shape[1], history.shape[2]
-    blowup = -1
-    for k in range(start, steps):
-        w = a * w + eta_d
-        for j in range(n_generated):
-            for axis in range(dim):
-                gradient[j, axis] = 0.0
-        step.add_true_gradient(history, k, true_points, true_weights, sigma, w, gradient)
-        add_pruned_history_sum(
-            history[k], trace, k, decay, weights, sigma, eta_d, reach, box_low, box_high,
-            gradient, squared, values, scratch,
-        )
-        state, blown = step.advance(
-            history, k, gradient, weights, eta_g, noise, state, trace, errors, flips, true_points, nearest, bound,
-        )
-        update_boxes(trace, k + 1, box_low, box_high)
-        if blown:
-            blowup = k + 1
-            break
-    return blowup, state

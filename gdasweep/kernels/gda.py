@@ -24,7 +24,7 @@ import numpy as np
 from numba import float64, int8, int32, int64, njit, prange, uint64, void
 
 from .._compile_options import CACHE, FASTMATH
-from . import expansion, lanes, phases, step
+from . import expansion, lanes, phases, pruned, step
 from .metrics import classify_run, fit_decay_rate, transient_end
 
 _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
@@ -181,23 +181,15 @@ def run_gda_perturbed(
 
     # The direct sum: for the whole run, or pruned from the step at which
     # an expansion run left its centres.
-    pruned = switch[0] >= 0
-    if pruned:
-        boxes = steps // expansion.BLOCK + 1 + steps // (expansion.BLOCK * expansion.GROUP) + 1
-        box_low = np.empty((n_generated, dim, boxes))
-        box_high = np.empty((n_generated, dim, boxes))
-        for s in range(start + 1):
-            expansion.update_boxes(trace, s, box_low, box_high)
-    else:
-        box_low = np.empty((0, 0, 0))
-        box_high = np.empty((0, 0, 0))
-
-    if pruned and blowup < 0:
-        blowup, state = expansion.run_pruned_steps(
+    switched = switch[0] >= 0
+    if switched and blowup < 0:
+        shifts, offsets, box_low, box_high = pruned.build_tree(trace, start)
+        blowup, state = pruned.run_pruned_steps(
             start, w, state, true_points, true_weights, generated_weights, eta_d, eta_g, a, sigma, bound, nearest,
-            history, errors, flips, gradient, trace, noise, decay, reach, box_low, box_high, squared, values, scratch,
+            history, errors, flips, gradient, trace, noise, decay, reach, shifts, offsets, box_low, box_high,
+            squared, values, scratch,
         )
-    for k in range(start, steps if blowup < 0 and not pruned else start):
+    for k in range(start, steps if blowup < 0 and not switched else start):
         w = a * w + eta_d
         current = history[k]
         for j in range(n_generated):
@@ -365,12 +357,14 @@ def _run_lane_group(
 ):
     """Run the configurations ``members`` where ``active`` in ``lanes.run_lanes`` and return its outputs.
 
-    Returns ``(history, errors, flips, outcome, stop_step)`` with one column
-    per member; inactive members finish at once.
+    Returns ``(history, errors, flips, outcome, stop_step, column)``:
+    member ``i``'s values are in column ``column[i]`` of the others. Unused
+    lanes pad the columns to a multiple of ``lanes.LANE_MULTIPLE``, and
+    inactive members finish at once.
     """
-    width = members.shape[0]
+    n_members = members.shape[0]
     largest = 1
-    for i in range(width):
+    for i in range(n_members):
         if active[i]:
             largest = max(largest, order[members[i]])
     factors, _ = expansion.build_power_factors(largest)
@@ -393,19 +387,22 @@ def _run_lane_group(
     diff = start - target
     first_error = math.sqrt((q * (diff * diff)) / q)
 
+    # Unused lanes pad the group to a multiple of the vector loops' stride,
+    # so that no loop ends in scalar iterations.
+    width = (n_members + lanes.LANE_MULTIPLE - 1) // lanes.LANE_MULTIPLE * lanes.LANE_MULTIPLE
     state = np.zeros((lanes.N_STATE, width))
     streams = np.zeros(width, dtype=np.uint64)
     lane_noise = np.zeros(width)
     lane_order = np.zeros(width, dtype=np.int64)
     for i in range(width):
-        c = members[i]
         state[lanes._SCALE, i] = 1.0
         state[lanes._SIGMA, i] = 1.0
         state[lanes._INVERSE_SIGMA, i] = 1.0
         state[lanes._A, i] = 1.0
         state[lanes._TARGET, i] = target
-        if not active[i]:
+        if i >= n_members or not active[i]:
             continue
+        c = members[i]
         state[lanes._X, i] = start
         state[lanes._ETA_D, i] = eta_d[c]
         state[lanes._ETA_G, i] = eta_g[c]
@@ -431,13 +428,17 @@ def _run_lane_group(
     work = np.zeros((lanes.WORK_ROWS, width))
     outcome = np.zeros(width, dtype=np.int64)
     stop_step = np.zeros(width, dtype=np.int64)
+    owner = np.empty(width, dtype=np.int64)
     lanes.run_lanes(
         steps, true_points[:, :1], true_weights, q, expansion.NEGLIGIBLE_COEFFICIENT * q, lane_noise, lane_order,
         need_table, np.zeros(width, dtype=np.int64), factors, raise_factor, state, streams, np.zeros((largest + 2, width)), powers,
         work, work[1].view(np.int64), np.zeros(width, dtype=np.int64), bits, bits.view(np.float64), history, errors,
-        flips, outcome, stop_step,
+        flips, outcome, stop_step, owner,
     )
-    return history, errors, flips, outcome, stop_step
+    column = np.empty(width, dtype=np.int64)
+    for c in range(width):
+        column[owner[c]] = c
+    return history, errors, flips, outcome, stop_step, column
 
 
 @njit(**_JIT)
@@ -476,7 +477,7 @@ def simulate_lanes(
     """
     width = members.shape[0]
     active = np.ones(width, dtype=np.bool_)
-    history, errors, flips, outcome, stop_step = _run_lane_group(
+    history, errors, flips, outcome, stop_step, column = _run_lane_group(
         members, active, true_points, true_weights, generated_points, generated_weights, nearest,
         eta_d, eta_g, lam, sigma, steps, divergence_factor, 0.0, seed, config_index, order, radius, reach,
     )
@@ -484,11 +485,12 @@ def simulate_lanes(
     largest = np.empty(width)
     twin_active = np.zeros(width, dtype=np.bool_)
     for i in range(width):
-        if outcome[i] == lanes.LEFT_CENTRE:
+        lane = column[i]
+        if outcome[lane] == lanes.LEFT_CENTRE:
             continue
         c = members[i]
-        blowup = stop_step[i] if outcome[i] == lanes.BLOWN_UP else -1
-        run_history, run_errors, run_flips = _lane_columns(history, errors, flips, i, blowup)
+        blowup = stop_step[lane] if outcome[lane] == lanes.BLOWN_UP else -1
+        run_history, run_errors, run_flips = _lane_columns(history, errors, flips, lane, blowup)
         record_run(
             c, run_history, run_errors, run_flips, blowup, -1, steps, eta_d, lam, sigma, generated_weights,
             true_points, nearest, record_steps, order, trajectory, final_error, decay_rate, phase, blowup_step,
@@ -502,7 +504,7 @@ def simulate_lanes(
     if not twin_active.any():
         return
 
-    history, errors, flips, outcome, stop_step = _run_lane_group(
+    history, errors, flips, outcome, stop_step, column = _run_lane_group(
         members, twin_active, true_points, true_weights, generated_points, generated_weights, nearest,
         eta_d, eta_g, lam, sigma, steps, divergence_factor, chaos_noise, seed, config_index, order, radius, reach,
     )
@@ -512,7 +514,8 @@ def simulate_lanes(
         if not twin_active[i]:
             continue
         c = members[i]
-        if outcome[i] == lanes.LEFT_CENTRE:
+        lane = column[i]
+        if outcome[lane] == lanes.LEFT_CENTRE:
             twin = np.empty((steps + 1, 1, 1))
             twin[0] = generated_points
             twin_blowup = run_gda_perturbed(
@@ -523,8 +526,8 @@ def simulate_lanes(
             )
             twin_final[0, 0] = twin[steps, 0, 0]
         else:
-            twin_blowup = stop_step[i] if outcome[i] == lanes.BLOWN_UP else -1
-            twin_final[0, 0] = history[steps, i]
+            twin_blowup = stop_step[lane] if outcome[lane] == lanes.BLOWN_UP else -1
+            twin_final[0, 0] = history[steps, lane]
         record_twin(c, finals[i], twin_final, twin_blowup, largest[i], generated_weights,
                     final_error, decay_rate, phase, final_positions, chaos_separation)
 

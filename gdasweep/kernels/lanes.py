@@ -45,6 +45,11 @@ _JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
 #: The largest number of runs stepped together. Per run, groups of 48 to 96
 #: took about 15% less time than groups of 32 on a 2-core AMD EPYC.
 LANES = 64
+#: Groups are padded with unused lanes to a multiple of this, the lanes that
+#: one iteration of the vectorized loops takes on a 2-core AMD EPYC (Numba
+#: 0.68.1). Lanes past a multiple run as scalar iterations: 36 lanes took
+#: longer than 40.
+LANE_MULTIPLE = 8
 
 #: Codes of ``outcome``, the reason a lane stopped.
 RUNNING = 0
@@ -76,12 +81,11 @@ WORK_ROWS = 8
 
 
 @njit(inline="always", **_JIT)
-def _exp_lanes(t, out, bits, scale):
-    """Write ``exp(t[c])`` to ``out[c]`` for every lane, as ``fastexp.exp_array`` does.
+def _exp_lanes(t, out, bits, scale, lanes):
+    """Write ``exp(t[c])`` to ``out[c]`` for the first ``lanes`` lanes, as ``fastexp.exp_array`` does.
 
     ``scale`` is a float64 view of the int64 array ``bits``.
     """
-    lanes = t.shape[0]
     # The scale 2^k first and the polynomial second, each loop writing one
     # array so that both vectorize.
     for c in range(lanes):
@@ -132,11 +136,67 @@ def _stop_lane(c, k, reason, outcome, stop_step, state):
     state[_X, c] = state[_CENTRE, c]
 
 
+@njit(inline="always", **_JIT)
+def _swap_columns(values, rows, first, second):
+    """Swap columns ``first`` and ``second`` of the first ``rows`` rows of ``values``."""
+    for row in range(rows):
+        first_value = values[row, first]
+        values[row, first] = values[row, second]
+        values[row, second] = first_value
+
+
+@njit(inline="always", **_JIT)
+def _swap_entries(values, first, second):
+    """Swap entries ``first`` and ``second`` of ``values``."""
+    first_value = values[first]
+    values[first] = values[second]
+    values[second] = first_value
+
+
+@njit(_nrt=False, **_JIT)
+def _compact_lanes(
+    lanes, written, outcome, owner, order, noise, streams, state, coefficients, powers, history, errors, flips,
+    stop_step,
+):
+    """Move the running lanes among the first ``lanes`` columns before the stopped ones, and return the new lane count.
+
+    Swaps whole lanes: every per-lane value and the first ``written`` rows of
+    ``history``, ``errors`` and ``flips``. ``owner`` follows the lanes' first
+    columns. The count returned covers the running lanes, rounded up to a
+    multiple of ``LANE_MULTIPLE``, so the loops skip stopped lanes at the end.
+    """
+    low = 0
+    high = lanes - 1
+    while True:
+        while low < high and outcome[low] == RUNNING:
+            low += 1
+        while high > low and outcome[high] != RUNNING:
+            high -= 1
+        if low >= high:
+            break
+        _swap_columns(state, state.shape[0], low, high)
+        _swap_columns(coefficients, coefficients.shape[0], low, high)
+        _swap_columns(powers, powers.shape[0], low, high)
+        _swap_columns(history, written, low, high)
+        _swap_columns(errors, written, low, high)
+        _swap_columns(flips, written, low, high)
+        _swap_entries(outcome, low, high)
+        _swap_entries(owner, low, high)
+        _swap_entries(order, low, high)
+        _swap_entries(noise, low, high)
+        _swap_entries(streams, low, high)
+        _swap_entries(stop_step, low, high)
+    running = 0
+    for c in range(lanes):
+        running += 1 if outcome[c] == RUNNING else 0
+    return (running + LANE_MULTIPLE - 1) // LANE_MULTIPLE * LANE_MULTIPLE
+
+
 @njit(_nrt=False, error_model="numpy", **_JIT)
 def run_lanes(
     steps, true_points, true_weights, q, floor, noise, order, need_table, need, factors, raise_factor,
     state, streams, coefficients, powers, work, bits_exponent, flags, bits, bits_float, history, errors, flips, outcome,
-    stop_step,
+    stop_step, owner,
 ):
     """Step one-point runs in one dimension together from step 0 until every lane stops.
 
@@ -157,12 +217,17 @@ def run_lanes(
     int64 view ``bits_exponent`` of its row 1, ``flags`` (int64) and ``bits``
     with its float64 view ``bits_float`` are scratch.
 
+    Stopped lanes move behind the running ones (``_compact_lanes``), so the
+    lanes leave their columns: ``owner[c]`` receives the lane whose values
+    and outputs end in column ``c``. Every argument indexed by lane is
+    permuted that way, ``need`` and the scratch arrays excepted.
+
     Every loop over the lanes writes one array, because LLVM does not
     vectorize a loop that writes several: it would check too many pairs of
     arrays for overlap. The lane count is not a compile-time constant,
     because LLVM unrolls loops of constant length instead of vectorizing them.
     """
-    lanes = state.shape[1]
+    columns = state.shape[1]
     n_terms = powers.shape[0] - 2
     n_true = true_points.shape[0]
     x = state[_X]
@@ -183,32 +248,21 @@ def run_lanes(
     kernel = work[2]
     gauss = work[3]
     fourth = work[4]
-    old = work[5]
-    raised = work[6]
+    derivative = work[5]
+    offsets = work[6]
     add = work[7]
 
     running = 0
-    for c in range(lanes):
+    for c in range(columns):
         outcome[c] = RUNNING if order[c] > 0 else FINISHED
+        owner[c] = c
         running += 1 if order[c] > 0 else 0
+    lanes = _compact_lanes(
+        columns, 1, outcome, owner, order, noise, streams, state, coefficients, powers, history, errors, flips,
+        stop_step,
+    )
 
     for k in range(steps):
-        # A position outside the ball of a centre with mass needs a second
-        # centre: the lane stops, and the caller runs it again.
-        count = 0
-        for c in range(lanes):
-            offset = (x[c] - centre[c]) * inverse_sigma[c]
-            outside = (mass[c] > 0.0) & (offset * offset > radius[c] * radius[c]) & (outcome[c] == RUNNING)
-            flags[c] = 1 if outside else 0
-            count += 1 if outside else 0
-        if count > 0:
-            for c in range(lanes):
-                if flags[c] > 0:
-                    _stop_lane(c, k, LEFT_CENTRE, outcome, stop_step, state)
-            running -= count
-            if running == 0:
-                break
-
         # Decay, folding the common factor into the coefficients when it
         # leaves [1e-100, 1e100], and (re)placing centres without mass.
         for c in range(lanes):
@@ -246,6 +300,28 @@ def run_lanes(
                         centre[c] = true_points[r, 0]
                         best = distance * distance
 
+        # A position outside the ball of a centre that kept mass after the
+        # decay needs a second centre: the lane stops, and the caller runs it
+        # again. A centre whose mass the decay freed was placed anew above.
+        count = 0
+        for c in range(lanes):
+            offset = (x[c] - centre[c]) * inverse_sigma[c]
+            outside = (mass[c] > 0.0) & (offset * offset > radius[c] * radius[c]) & (outcome[c] == RUNNING)
+            flags[c] = 1 if outside else 0
+            count += 1 if outside else 0
+        if count > 0:
+            for c in range(lanes):
+                if flags[c] > 0:
+                    _stop_lane(c, k, LEFT_CENTRE, outcome, stop_step, state)
+            running -= count
+            if running == 0:
+                break
+            if running <= lanes - LANE_MULTIPLE:
+                lanes = _compact_lanes(
+                    lanes, k + 1, outcome, owner, order, noise, streams, state, coefficients, powers, history,
+                    errors, flips, stop_step,
+                )
+
         # The true points' term, w sum_i p_i grad_1 K(x, x_i).
         for i in range(n_true):
             point = true_points[i, 0]
@@ -253,7 +329,7 @@ def run_lanes(
             for c in range(lanes):
                 diff = x[c] - point
                 exponent[c] = -((diff * diff) / (2.0 * sigma[c] * sigma[c]))
-            _exp_lanes(exponent, kernel, bits, bits_float)
+            _exp_lanes(exponent, kernel, bits, bits_float, lanes)
             for c in range(lanes):
                 diff = x[c] - point
                 term = (-(w[c] * weight) * kernel[c] / (sigma[c] * sigma[c])) * diff
@@ -297,27 +373,30 @@ def run_lanes(
                 value = earlier[c] * (fourth[c] * factor)
                 current[c] = value if (abs(value) >= NEGLIGIBLE_POWER) & (n < need[c]) else 0.0
 
-        # S = sum_t C_t Phi_t(u) and its derivative over the older sources;
-        # Phi_0 = 1 starts both sums.
+        # u S - S_1 with S = sum_t C_t Phi_t(u) and S_1 = sum_t sqrt(t + 1)
+        # C_{t+1} Phi_t(u), over the older sources, in one pass:
+        # sum_t C_t (u Phi_t - sqrt(t) Phi_{t-1}) for t <= terms, where
+        # Phi_0 = 1 and the truncated Phi_terms counts as 0.
+        for c in range(lanes):
+            offsets[c] = (x[c] - centre[c]) * inverse_sigma[c]
         coefficient = coefficients[0]
-        raised_coefficient = coefficients[1]
         for c in range(lanes):
-            old[c] = coefficient[c]
-        for c in range(lanes):
-            raised[c] = raise_factor[0] * raised_coefficient[c]
+            derivative[c] = coefficient[c] * offsets[c]
         for t in range(1, terms):
             term = powers[t]
+            previous = powers[t - 1]
             coefficient = coefficients[t]
-            raised_coefficient = coefficients[t + 1]
-            factor = raise_factor[t]
+            factor = raise_factor[t - 1]
             for c in range(lanes):
-                old[c] += coefficient[c] * term[c]
-            for c in range(lanes):
-                raised[c] += factor * raised_coefficient[c] * term[c]
+                derivative[c] += coefficient[c] * (offsets[c] * term[c] - factor * previous[c])
+        previous = powers[terms - 1]
+        coefficient = coefficients[terms]
+        factor = raise_factor[terms - 1]
+        for c in range(lanes):
+            derivative[c] -= coefficient[c] * (factor * previous[c])
 
         for c in range(lanes):
-            u = (x[c] - centre[c]) * inverse_sigma[c]
-            history_term = gauss[c] * scale[c] * (u * old[c] - raised[c])
+            history_term = gauss[c] * scale[c] * derivative[c]
             gradient[c] += eta_d[c] * inverse_sigma[c] * history_term
         for c in range(lanes):
             add[c] = (q * gauss[c]) / scale[c]
@@ -362,7 +441,12 @@ def run_lanes(
             running -= count
             if running == 0:
                 break
+            if running <= lanes - LANE_MULTIPLE:
+                lanes = _compact_lanes(
+                    lanes, k + 2, outcome, owner, order, noise, streams, state, coefficients, powers, history,
+                    errors, flips, stop_step,
+                )
 
-    for c in range(lanes):
+    for c in range(columns):
         if outcome[c] == RUNNING:
             _stop_lane(c, steps, FINISHED, outcome, stop_step, state)
