@@ -47,6 +47,7 @@ _MAX_ORDER = 200
 EXPANSION_TERM_COST = 1.3
 
 
+@functools.lru_cache(maxsize=None)
 def get_reach(tolerance: float) -> float:
     """Return the smallest ``D >= 1`` with ``D exp(-D^2 / 2) <= tolerance``."""
     low, high = 1.0, 1.0
@@ -142,13 +143,23 @@ def plan_methods(model, sigma) -> tuple[np.ndarray, np.ndarray]:
         return order, radius
 
     spread = get_initial_spread(model)
-    direct_cost = estimate_direct_cost(model.steps, n_generated, dim)
-    for value in np.unique(sigma):
-        r = get_trust_radius(spread, float(value), dim)
-        p = truncation_order(r, model.expansion_tolerance)
-        if model.method == "auto" and estimate_expansion_cost(model.steps, n_generated, dim, p) >= direct_cost:
-            continue
-        selected = sigma == value
-        order[selected] = p
-        radius[selected] = r
+    values, inverse = np.unique(sigma, return_inverse=True)
+    plans = np.array([
+        _plan_bandwidth(model.method, model.steps, n_generated, dim, spread, float(value), model.expansion_tolerance)
+        for value in values
+    ]).reshape(-1, 2)
+    order[...] = plans[inverse.reshape(sigma.shape), 0]
+    radius[...] = plans[inverse.reshape(sigma.shape), 1]
     return order, radius
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan_bandwidth(method, steps, n_generated, dim, spread, sigma, tolerance) -> tuple[int, float]:
+    """Return ``(order, radius)`` of the configurations with bandwidth ``sigma``, ``(0, 0.0)`` for the direct sum."""
+    r = get_trust_radius(spread, sigma, dim)
+    p = truncation_order(r, tolerance)
+    if method == "auto" and estimate_expansion_cost(steps, n_generated, dim, p) >= estimate_direct_cost(
+        steps, n_generated, dim
+    ):
+        return 0, 0.0
+    return p, r
