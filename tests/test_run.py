@@ -2,6 +2,7 @@ import csv
 import dataclasses
 
 import numpy as np
+import psutil
 import pytest
 import xarray as xr
 import zarr
@@ -10,7 +11,7 @@ from distributed import Client, LocalCluster
 
 from gdasweep.sweeps import schema
 from gdasweep.sweeps.compute import predict, simulate
-from gdasweep.sweeps.run import run_study
+from gdasweep.sweeps.run import _start_cluster, run_study
 from gdasweep.sweeps.spec import load_study, with_execution, with_store
 from gdasweep.sweeps.grid import get_chunk_shape
 from gdasweep.sweeps.store import StoreMismatchError
@@ -100,7 +101,7 @@ def test_stores_identical_across_workers_and_chunks(tmp_path):
     stores = []
     for workers, chunk_size, name in runs:
         study = with_store(with_execution(base, workers=workers, chunk_size=chunk_size), tmp_path / name)
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
             with Client(cluster) as client:
                 assert len(client.scheduler_info()["workers"]) == workers
                 run_study(study, client=client, progress=False)
@@ -138,6 +139,26 @@ def test_run_on_existing_scheduler(tmp_path, dask_client):
     assert len(dask_client.scheduler_info()["workers"]) == 2
     ds = xr.open_zarr(study.store)
     assert (ds.observed_phase.values != schema.NOT_COMPUTED).all()
+
+
+def test_local_cluster_listens_on_loopback(tmp_path):
+    study = with_store(load_study(CONFIGS / "two_point.toml"), tmp_path / "s.zarr")
+    client, cluster = _start_cluster(study)
+    try:
+        processes = [psutil.Process(), *psutil.Process().children(recursive=True)]
+        listening = [
+            connection.laddr
+            for process in processes
+            for connection in process.net_connections(kind="inet")
+            if connection.status == psutil.CONN_LISTEN
+        ]
+        assert len(listening) >= 3  # scheduler, dashboard and at least one worker
+        for address in listening:
+            assert address.ip in ("127.0.0.1", "::1"), address
+        assert cluster.dashboard_link.startswith("http://127.0.0.1:")
+    finally:
+        client.close()
+        cluster.close()
 
 
 def test_status_reports_progress_and_provenance(two_point_store):

@@ -148,13 +148,15 @@ def _start_cluster(study: Study):
         return Client(execution.scheduler), None
     logger.info(
         "starting a local Dask cluster; after a new installation its workers first compile the kernels, "
-        "which takes up to two minutes on 2 cores"
+        "which takes about two minutes on 2 cores"
     )
     cluster = LocalCluster(
         n_workers=execution.workers,
         threads_per_worker=execution.threads_per_worker,
         processes=True,
-        dashboard_address=":0",
+        # distributed 2026.8.0 binds a dashboard address without a host to
+        # every interface (0.0.0.0).
+        dashboard_address="127.0.0.1:0",
         # Workers import the kernels while they start, not in their first task.
         preload=["gdasweep.sweeps.compute"],
     )
