@@ -192,6 +192,31 @@ def _compact_lanes(
     return (running + LANE_MULTIPLE - 1) // LANE_MULTIPLE * LANE_MULTIPLE
 
 
+@njit(_nrt=False, **_JIT)
+def _stop_flagged_lanes(
+    k, reason, written, lanes, flags, outcome, owner, order, noise, streams, state, coefficients, powers,
+    history, errors, flips, stop_step,
+):
+    """Stop the lanes whose ``flags`` entry is set, at step ``k`` for ``reason``, and return ``(running, lanes)``.
+
+    ``running`` is the number of lanes still running. When at least
+    ``LANE_MULTIPLE`` of the first ``lanes`` columns have stopped, the
+    running lanes move to the front (``_compact_lanes``) and ``lanes``
+    shrinks.
+    """
+    running = 0
+    for c in range(lanes):
+        if flags[c] > 0:
+            _stop_lane(c, k, reason, outcome, stop_step, state)
+        running += 1 if outcome[c] == RUNNING else 0
+    if 0 < running <= lanes - LANE_MULTIPLE:
+        lanes = _compact_lanes(
+            lanes, written, outcome, owner, order, noise, streams, state, coefficients, powers, history, errors,
+            flips, stop_step,
+        )
+    return running, lanes
+
+
 @njit(_nrt=False, error_model="numpy", **_JIT)
 def run_lanes(
     steps, true_points, true_weights, q, floor, noise, order, need_table, need, factors, raise_factor,
@@ -252,11 +277,9 @@ def run_lanes(
     offsets = work[6]
     add = work[7]
 
-    running = 0
     for c in range(columns):
         outcome[c] = RUNNING if order[c] > 0 else FINISHED
         owner[c] = c
-        running += 1 if order[c] > 0 else 0
     lanes = _compact_lanes(
         columns, 1, outcome, owner, order, noise, streams, state, coefficients, powers, history, errors, flips,
         stop_step,
@@ -310,17 +333,12 @@ def run_lanes(
             flags[c] = 1 if outside else 0
             count += 1 if outside else 0
         if count > 0:
-            for c in range(lanes):
-                if flags[c] > 0:
-                    _stop_lane(c, k, LEFT_CENTRE, outcome, stop_step, state)
-            running -= count
+            running, lanes = _stop_flagged_lanes(
+                k, LEFT_CENTRE, k + 1, lanes, flags, outcome, owner, order, noise, streams, state, coefficients,
+                powers, history, errors, flips, stop_step,
+            )
             if running == 0:
                 break
-            if running <= lanes - LANE_MULTIPLE:
-                lanes = _compact_lanes(
-                    lanes, k + 1, outcome, owner, order, noise, streams, state, coefficients, powers, history,
-                    errors, flips, stop_step,
-                )
 
         # The true points' term, w sum_i p_i grad_1 K(x, x_i).
         for i in range(n_true):
@@ -435,17 +453,12 @@ def run_lanes(
             flags[c] = 1 if blown else 0
             count += 1 if blown else 0
         if count > 0:
-            for c in range(lanes):
-                if flags[c] > 0:
-                    _stop_lane(c, k + 1, BLOWN_UP, outcome, stop_step, state)
-            running -= count
+            running, lanes = _stop_flagged_lanes(
+                k + 1, BLOWN_UP, k + 2, lanes, flags, outcome, owner, order, noise, streams, state, coefficients,
+                powers, history, errors, flips, stop_step,
+            )
             if running == 0:
                 break
-            if running <= lanes - LANE_MULTIPLE:
-                lanes = _compact_lanes(
-                    lanes, k + 2, outcome, owner, order, noise, streams, state, coefficients, powers, history,
-                    errors, flips, stop_step,
-                )
 
     for c in range(columns):
         if outcome[c] == RUNNING:

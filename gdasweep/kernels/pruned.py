@@ -154,9 +154,9 @@ def add_pruned_history_sum(
             if start < 0:
                 start = finished
             # Earlier steps round the length up to a multiple of BLOCK, so the
-            # vector loops of the sum end without scalar iterations, which
-            # cost more than the terms they add (13 steps took 90 ns, 16 took
-            # 50 ns on a 2-core AMD EPYC). Extra terms only make the sum more
+            # vector loops of the sum end without scalar iterations. Those
+            # cost more than the extra terms: 13 steps took 90 ns and 16 took
+            # 50 ns on a 2-core AMD EPYC. Extra terms only make the sum more
             # complete.
             start = max(0, start - (BLOCK - (k + 1 - start) % BLOCK) % BLOCK)
             step.add_pair_history_sum(
